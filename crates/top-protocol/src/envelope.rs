@@ -1,0 +1,341 @@
+//! The response envelope writer: JSON (wrapped or `simplify=true`) and XML.
+//!
+//! A response is a typed [`Object`] (field order as given, `request_id` appended last). The
+//! wrapper name follows the TOP rule: drop a leading `taobao.`, dots become underscores, then
+//! `_response`. Lists are `{"field":{"item":[…]}}` wrapped, plain arrays when simplified, and
+//! `<field list="true"><item>…</item></field>` in XML. Errors are always `error_response`.
+
+use crate::error::TopError;
+
+/// A response value, typed the way the API metadata types it (numbers stay numbers on the wire).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    Obj(Object),
+    List { item: String, items: Vec<Value> },
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Str(s.to_string())
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Str(s)
+    }
+}
+impl From<i64> for Value {
+    fn from(n: i64) -> Self {
+        Value::Int(n)
+    }
+}
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}
+impl From<Object> for Value {
+    fn from(o: Object) -> Self {
+        Value::Obj(o)
+    }
+}
+
+/// An ordered set of fields. Absent values are simply not pushed: TOP omits nulls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Object(Vec<(String, Value)>);
+
+impl Object {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn field(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.0.push((name.to_string(), value.into()));
+        self
+    }
+
+    pub fn opt_field<V: Into<Value>>(self, name: &str, value: Option<V>) -> Self {
+        match value {
+            Some(v) => self.field(name, v),
+            None => self,
+        }
+    }
+
+    pub fn fields(&self) -> &[(String, Value)] {
+        &self.0
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Renders the object alone as compact JSON (wrapped list form), e.g. to store it.
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        write_json_object(&mut out, self, false, None);
+        out
+    }
+}
+
+/// The response format asked for with `format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Json,
+    Xml,
+}
+
+impl Format {
+    /// `format` absent means XML, as on TOP.
+    pub fn from_param(value: Option<&str>) -> Option<Self> {
+        match value {
+            None | Some("") => Some(Format::Xml),
+            Some(v) if v.eq_ignore_ascii_case("json") => Some(Format::Json),
+            Some(v) if v.eq_ignore_ascii_case("xml") => Some(Format::Xml),
+            Some(_) => None,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json;charset=UTF-8",
+            Format::Xml => "text/xml;charset=UTF-8",
+        }
+    }
+
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Xml => "xml",
+        }
+    }
+}
+
+/// `taobao.time.get` → `time_get_response`; `alibaba.x.y` → `alibaba_x_y_response`.
+pub fn response_name(method: &str) -> String {
+    let stem = method.strip_prefix("taobao.").unwrap_or(method);
+    let mut name = stem.replace('.', "_");
+    name.push_str("_response");
+    name
+}
+
+const XML_DECLARATION: &str = r#"<?xml version="1.0" encoding="utf-8" ?>"#;
+
+/// Writes a success envelope for `method`.
+pub fn write_success(
+    method: &str,
+    body: &Object,
+    request_id: &str,
+    format: Format,
+    simplify: bool,
+) -> String {
+    let mut out = String::with_capacity(256);
+    match format {
+        Format::Json => {
+            if simplify {
+                write_json_object(&mut out, body, true, Some(request_id));
+            } else {
+                out.push_str("{\"");
+                out.push_str(&response_name(method));
+                out.push_str("\":");
+                write_json_object(&mut out, body, false, Some(request_id));
+                out.push('}');
+            }
+        }
+        Format::Xml => {
+            out.push_str(XML_DECLARATION);
+            let root = response_name(method);
+            open_tag(&mut out, &root, false);
+            write_xml_fields(&mut out, body);
+            write_xml_leaf(&mut out, "request_id", request_id);
+            close_tag(&mut out, &root);
+        }
+    }
+    out
+}
+
+/// Writes an `error_response` (the same wrapper whether or not `simplify` was asked).
+pub fn write_error(error: &TopError, request_id: &str, format: Format) -> String {
+    let mut body = Object::new()
+        .field("code", i64::from(error.code))
+        .field("msg", error.msg.as_str());
+    if let Some(sc) = &error.sub_code {
+        body = body.field("sub_code", sc.as_str());
+    }
+    if let Some(sm) = &error.sub_msg {
+        body = body.field("sub_msg", sm.as_str());
+    }
+    let mut out = String::with_capacity(160);
+    match format {
+        Format::Json => {
+            out.push_str("{\"error_response\":");
+            write_json_object(&mut out, &body, false, Some(request_id));
+            out.push('}');
+        }
+        Format::Xml => {
+            out.push_str(XML_DECLARATION);
+            open_tag(&mut out, "error_response", false);
+            write_xml_fields(&mut out, &body);
+            write_xml_leaf(&mut out, "request_id", request_id);
+            close_tag(&mut out, "error_response");
+        }
+    }
+    out
+}
+
+fn write_json_string(out: &mut String, s: &str) {
+    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string()));
+}
+
+fn write_json_object(out: &mut String, obj: &Object, simplify: bool, request_id: Option<&str>) {
+    out.push('{');
+    let mut first = true;
+    for (name, value) in &obj.0 {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        write_json_string(out, name);
+        out.push(':');
+        write_json_value(out, value, simplify);
+    }
+    if let Some(rid) = request_id {
+        if !first {
+            out.push(',');
+        }
+        out.push_str("\"request_id\":");
+        write_json_string(out, rid);
+    }
+    out.push('}');
+}
+
+fn write_json_value(out: &mut String, value: &Value, simplify: bool) {
+    match value {
+        Value::Str(s) => write_json_string(out, s),
+        Value::Int(n) => out.push_str(&n.to_string()),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Obj(o) => write_json_object(out, o, simplify, None),
+        Value::List { item, items } => {
+            if !simplify {
+                out.push('{');
+                write_json_string(out, item);
+                out.push(':');
+            }
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json_value(out, v, simplify);
+            }
+            out.push(']');
+            if !simplify {
+                out.push('}');
+            }
+        }
+    }
+}
+
+fn open_tag(out: &mut String, name: &str, list: bool) {
+    out.push('<');
+    out.push_str(name);
+    if list {
+        out.push_str(" list=\"true\"");
+    }
+    out.push('>');
+}
+
+fn close_tag(out: &mut String, name: &str) {
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
+fn write_xml_leaf(out: &mut String, name: &str, text: &str) {
+    open_tag(out, name, false);
+    out.push_str(&quick_xml::escape::escape(text));
+    close_tag(out, name);
+}
+
+fn write_xml_fields(out: &mut String, obj: &Object) {
+    for (name, value) in &obj.0 {
+        write_xml_value(out, name, value);
+    }
+}
+
+fn write_xml_value(out: &mut String, name: &str, value: &Value) {
+    match value {
+        Value::Str(s) => write_xml_leaf(out, name, s),
+        Value::Int(n) => write_xml_leaf(out, name, &n.to_string()),
+        Value::Bool(b) => write_xml_leaf(out, name, if *b { "true" } else { "false" }),
+        Value::Obj(o) => {
+            open_tag(out, name, false);
+            write_xml_fields(out, o);
+            close_tag(out, name);
+        }
+        Value::List { item, items } => {
+            open_tag(out, name, true);
+            for v in items {
+                write_xml_value(out, item, v);
+            }
+            close_tag(out, name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Object {
+        Object::new().field(
+            "result",
+            Object::new()
+                .field("code", "SUCCESS")
+                .field("model", true)
+                .field("n", 5i64)
+                .field(
+                    "ids",
+                    Value::List {
+                        item: "number".into(),
+                        items: vec![1i64.into(), 2i64.into()],
+                    },
+                ),
+        )
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(response_name("taobao.time.get"), "time_get_response");
+        assert_eq!(
+            response_name("alibaba.taobao.ud.x"),
+            "alibaba_taobao_ud_x_response"
+        );
+    }
+
+    #[test]
+    fn json_wrapped_simplified_and_xml() {
+        assert_eq!(
+            write_success("taobao.a.b", &sample(), "rid", Format::Json, false),
+            r#"{"a_b_response":{"result":{"code":"SUCCESS","model":true,"n":5,"ids":{"number":[1,2]}},"request_id":"rid"}}"#
+        );
+        assert_eq!(
+            write_success("taobao.a.b", &sample(), "rid", Format::Json, true),
+            r#"{"result":{"code":"SUCCESS","model":true,"n":5,"ids":[1,2]},"request_id":"rid"}"#
+        );
+        assert_eq!(
+            write_success("taobao.a.b", &sample(), "rid", Format::Xml, false),
+            r#"<?xml version="1.0" encoding="utf-8" ?><a_b_response><result><code>SUCCESS</code><model>true</model><n>5</n><ids list="true"><number>1</number><number>2</number></ids></result><request_id>rid</request_id></a_b_response>"#
+        );
+    }
+
+    #[test]
+    fn xml_escapes_text() {
+        let body = Object::new().field("t", "<a&b>");
+        assert!(
+            write_success("m", &body, "r", Format::Xml, false).contains("<t>&lt;a&amp;b&gt;</t>")
+        );
+    }
+}

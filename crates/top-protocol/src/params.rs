@@ -1,0 +1,376 @@
+//! The request's parameter set: query string and body merged, query first, first occurrence wins.
+//!
+//! Parsers accept standard `application/x-www-form-urlencoded` (`+` is a space, `%XX` are UTF-8
+//! bytes) and the tolerant multipart of the TOP SDKs: Java's header lines without spaces and its
+//! body that starts with CRLF, Python's `Content-Disposition: file` parts, Go's `@name` file names.
+//! File parts are kept apart: they are never signed. Values are kept exactly as decoded (never
+//! trimmed), because the signature covers them byte for byte.
+
+use std::fmt;
+
+/// Why a request's bytes could not be turned into parameters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamError {
+    /// A name or value is not valid UTF-8 once percent-decoded (TOP code 47).
+    #[error("parameter {0} is not valid UTF-8")]
+    InvalidEncoding(String),
+    /// A multipart body that cannot be split into parts.
+    #[error("malformed multipart body: {0}")]
+    MalformedMultipart(&'static str),
+}
+
+/// An uploaded file part: excluded from the signature, available to APIs that take `byte[]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FilePart {
+    pub name: String,
+    pub filename: String,
+    pub content: Vec<u8>,
+}
+
+impl fmt::Debug for FilePart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FilePart")
+            .field("name", &self.name)
+            .field("filename", &self.filename)
+            .field("len", &self.content.len())
+            .finish()
+    }
+}
+
+/// Ordered text parameters (first occurrence of a name wins) plus file parts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParamSet {
+    entries: Vec<(String, String)>,
+    files: Vec<FilePart>,
+}
+
+impl ParamSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a parameter unless one of that name is already present (servlet `getParameter` rule).
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        let name = name.into();
+        if self.get(&name).is_none() {
+            self.entries.push((name, value.into()));
+        }
+    }
+
+    /// Sets a parameter, replacing an existing value: for clients building a request.
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        let name = name.into();
+        let value = value.into();
+        match self.entries.iter_mut().find(|(n, _)| *n == name) {
+            Some(entry) => entry.1 = value,
+            None => self.entries.push((name, value)),
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.entries.retain(|(n, _)| n != name);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value, or `None` when absent or empty: TOP treats an empty value as not given.
+    pub fn get_non_empty(&self, name: &str) -> Option<&str> {
+        self.get(name).filter(|v| !v.is_empty())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn files(&self) -> &[FilePart] {
+        &self.files
+    }
+
+    /// Form-urlencodes the text parameters (space as `+`), for clients.
+    pub fn to_form(&self) -> String {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        for (n, v) in &self.entries {
+            ser.append_pair(n, v);
+        }
+        ser.finish()
+    }
+
+    /// Merges the parameters of one HTTP request: the query string first, then the body as its
+    /// content type says (form-urlencoded when absent or unknown, multipart when declared).
+    pub fn from_request(
+        query: Option<&str>,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Self, ParamError> {
+        let mut set = ParamSet::new();
+        if let Some(q) = query {
+            set.extend_form(q.as_bytes())?;
+        }
+        match content_type.and_then(multipart_boundary) {
+            Some(boundary) => set.extend_multipart(body, &boundary)?,
+            None => {
+                if !body.is_empty() && !is_non_form_body(content_type) {
+                    set.extend_form(body)?;
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    /// Adds the pairs of a form-urlencoded string.
+    pub fn extend_form(&mut self, input: &[u8]) -> Result<(), ParamError> {
+        for pair in input.split(|b| *b == b'&') {
+            if pair.is_empty() {
+                continue;
+            }
+            let (raw_name, raw_value) = match pair.iter().position(|b| *b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &[][..]),
+            };
+            let name = decode_component(raw_name)?;
+            let value = decode_component(raw_value)
+                .map_err(|_| ParamError::InvalidEncoding(name.clone()))?;
+            if !name.is_empty() {
+                self.insert(name, value);
+            }
+        }
+        Ok(())
+    }
+
+    fn extend_multipart(&mut self, body: &[u8], boundary: &str) -> Result<(), ParamError> {
+        let delimiter = format!("\r\n--{boundary}").into_bytes();
+        // Java's body starts with CRLF before the first delimiter, a standard one does not:
+        // prefixing CRLF makes both look the same.
+        let mut data = Vec::with_capacity(body.len() + 2);
+        data.extend_from_slice(b"\r\n");
+        data.extend_from_slice(body);
+        let mut pos = find(&data, &delimiter, 0)
+            .ok_or(ParamError::MalformedMultipart("no boundary delimiter"))?;
+        loop {
+            pos += delimiter.len();
+            let rest = &data[pos..];
+            if rest.starts_with(b"--") {
+                return Ok(());
+            }
+            // Transport padding then CRLF after the delimiter line.
+            let line_end = find(&data, b"\r\n", pos).ok_or(ParamError::MalformedMultipart(
+                "unterminated delimiter line",
+            ))?;
+            let headers_start = line_end + 2;
+            let headers_end = find(&data, b"\r\n\r\n", headers_start)
+                .map(|i| (i, i + 4))
+                .or_else(|| {
+                    // A part with no headers at all starts right after the delimiter line.
+                    data[headers_start..]
+                        .starts_with(b"\r\n")
+                        .then_some((headers_start, headers_start + 2))
+                })
+                .ok_or(ParamError::MalformedMultipart("unterminated part headers"))?;
+            let next = find(&data, &delimiter, headers_end.1)
+                .ok_or(ParamError::MalformedMultipart("missing closing delimiter"))?;
+            let headers = &data[headers_start..headers_end.0];
+            let content = &data[headers_end.1..next];
+            self.add_part(headers, content)?;
+            pos = next;
+        }
+    }
+
+    fn add_part(&mut self, headers: &[u8], content: &[u8]) -> Result<(), ParamError> {
+        let headers = String::from_utf8_lossy(headers);
+        let mut name = None;
+        let mut filename = None;
+        for line in headers.split("\r\n") {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            if !key.trim().eq_ignore_ascii_case("content-disposition") {
+                continue;
+            }
+            // The disposition type may be `form-data` or, from the Python SDK, `file`.
+            for attr in value.split(';').skip(1) {
+                if let Some((k, v)) = attr.split_once('=') {
+                    let v = v.trim().trim_matches('"').to_string();
+                    match k.trim().to_ascii_lowercase().as_str() {
+                        "name" => name = Some(v),
+                        "filename" => filename = Some(v),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let Some(name) = name else {
+            return Ok(());
+        };
+        match filename {
+            Some(filename) => self.files.push(FilePart {
+                name,
+                filename,
+                content: content.to_vec(),
+            }),
+            None => {
+                let value = String::from_utf8(content.to_vec())
+                    .map_err(|_| ParamError::InvalidEncoding(name.clone()))?;
+                self.insert(name, value);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_non_form_body(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        let ct = ct.to_ascii_lowercase();
+        ct.starts_with("application/json") || ct.starts_with("application/octet-stream")
+    })
+}
+
+/// The boundary of a `multipart/*` content type, wherever `boundary=` stands among its params.
+fn multipart_boundary(content_type: &str) -> Option<String> {
+    let mut parts = content_type.split(';');
+    let media = parts.next()?.trim();
+    if !media.to_ascii_lowercase().starts_with("multipart/") {
+        return None;
+    }
+    parts.find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k.trim().eq_ignore_ascii_case("boundary"))
+            .then(|| v.trim().trim_matches('"').to_string())
+            .filter(|b| !b.is_empty())
+    })
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if from > haystack.len() || needle.is_empty() {
+        return None;
+    }
+    haystack[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| i + from)
+}
+
+/// Decodes one form component strictly: `+` → space, `%XX` → byte, then UTF-8. A `%` not
+/// followed by two hex digits is kept literally, as lenient servlet containers do.
+fn decode_component(raw: &[u8]) -> Result<String, ParamError> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < raw.len() => match (hex_val(raw[i + 1]), hex_val(raw[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|e| {
+        ParamError::InvalidEncoding(String::from_utf8_lossy(e.as_bytes()).into_owned())
+    })
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_first_then_body_first_occurrence_wins() {
+        let set = ParamSet::from_request(
+            Some("a=1&b=2"),
+            Some("application/x-www-form-urlencoded;charset=UTF-8"),
+            b"b=3&c=%E4%BD%A0+x",
+        )
+        .unwrap();
+        assert_eq!(set.get("a"), Some("1"));
+        assert_eq!(set.get("b"), Some("2"));
+        assert_eq!(set.get("c"), Some("你 x"));
+    }
+
+    #[test]
+    fn empty_values_are_kept() {
+        let set = ParamSet::from_request(None, None, b"empty=&x").unwrap();
+        assert_eq!(set.get("empty"), Some(""));
+        assert_eq!(set.get("x"), Some(""));
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_encoding_error() {
+        let err = ParamSet::from_request(Some("a=%FF"), None, b"").unwrap_err();
+        assert!(matches!(err, ParamError::InvalidEncoding(_)));
+    }
+
+    #[test]
+    fn lone_percent_is_literal() {
+        let set = ParamSet::from_request(Some("a=100%&b=%4"), None, b"").unwrap();
+        assert_eq!(set.get("a"), Some("100%"));
+        assert_eq!(set.get("b"), Some("%4"));
+    }
+
+    #[test]
+    fn java_multipart_without_spaces_and_leading_crlf() {
+        let body = b"\r\n--123\r\nContent-Disposition:form-data;name=\"method\"\r\nContent-Type:text/plain\r\n\r\ntaobao.time.get\r\n--123\r\nContent-Disposition:form-data;name=\"image\";filename=\"a.png\"\r\nContent-Type:application/octet-stream\r\n\r\n\x00\x01\r\n--123--\r\n";
+        let set = ParamSet::from_request(
+            None,
+            Some("multipart/form-data;charset=UTF-8;boundary=123"),
+            body,
+        )
+        .unwrap();
+        assert_eq!(set.get("method"), Some("taobao.time.get"));
+        assert_eq!(set.get("image"), None);
+        assert_eq!(set.files()[0].content, vec![0, 1]);
+    }
+
+    #[test]
+    fn python_multipart_file_disposition() {
+        let body = b"--PYTHON_SDK_BOUNDARY\r\nContent-Disposition: form-data; name=\"v\"\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n2.0\r\n--PYTHON_SDK_BOUNDARY\r\nContent-Disposition: file; name=\"img\"; filename=\"x.jpg\"\r\nContent-Transfer-Encoding: binary\r\n\r\nBIN\r\n--PYTHON_SDK_BOUNDARY--\r\n";
+        let set = ParamSet::from_request(
+            Some("app_key=1"),
+            Some("multipart/form-data; boundary=PYTHON_SDK_BOUNDARY"),
+            body,
+        )
+        .unwrap();
+        assert_eq!(set.get("app_key"), Some("1"));
+        assert_eq!(set.get("v"), Some("2.0"));
+        assert_eq!(set.files()[0].name, "img");
+    }
+
+    #[test]
+    fn go_multipart_at_filename() {
+        let body = b"--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"@x\"\r\n\r\nDATA\r\n--b--";
+        let set = ParamSet::from_request(None, Some("multipart/form-data; boundary=\"b\""), body)
+            .unwrap();
+        assert_eq!(set.files()[0].filename, "@x");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parser_never_panics(query in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+                               body in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+                               multipart in proptest::bool::ANY) {
+            let q = String::from_utf8_lossy(&query).into_owned();
+            let ct = if multipart { "multipart/form-data; boundary=xx" } else { "application/x-www-form-urlencoded" };
+            let _ = ParamSet::from_request(Some(&q), Some(ct), &body);
+        }
+    }
+}

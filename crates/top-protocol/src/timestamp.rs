@@ -1,0 +1,90 @@
+//! TOP timestamps: `yyyy-MM-dd HH:mm:ss` (or a bare `yyyy-MM-dd`) wall clock in GMT+8, or epoch
+//! milliseconds (the Python SDKs). A value containing `-` is a date, anything else must be an
+//! integer, as in the old gateway.
+
+use time::{
+    macros::format_description, macros::offset, Date, Duration, OffsetDateTime, PrimitiveDateTime,
+    Time, UtcOffset,
+};
+
+/// China Standard Time, the zone of every TOP wall-clock string (no DST).
+pub const GMT8: UtcOffset = offset!(+8);
+
+const DATETIME: &[time::format_description::FormatItem<'static>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+const DATE: &[time::format_description::FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]");
+
+/// Parses a `timestamp` parameter into an instant.
+pub fn parse(value: &str) -> Option<OffsetDateTime> {
+    if value.contains('-') {
+        parse_wall_clock(value).or_else(|| {
+            Date::parse(value, DATE)
+                .ok()
+                .map(|d| PrimitiveDateTime::new(d, Time::MIDNIGHT).assume_offset(GMT8))
+        })
+    } else {
+        let millis: i64 = value.parse().ok()?;
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
+    }
+}
+
+/// Parses `yyyy-MM-dd HH:mm:ss` as GMT+8.
+pub fn parse_wall_clock(value: &str) -> Option<OffsetDateTime> {
+    PrimitiveDateTime::parse(value, DATETIME)
+        .ok()
+        .map(|dt| dt.assume_offset(GMT8))
+}
+
+/// Formats an instant as `yyyy-MM-dd HH:mm:ss` in GMT+8.
+pub fn format_wall_clock(instant: OffsetDateTime) -> String {
+    instant.to_offset(GMT8).format(DATETIME).unwrap_or_default()
+}
+
+/// Whether `instant` lies within `window` of `now`, either side.
+pub fn within_window(instant: OffsetDateTime, now: OffsetDateTime, window: Duration) -> bool {
+    (instant - now).abs() <= window
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_and_wall_clock_agree() {
+        let a = parse("1705285800000").unwrap();
+        let b = parse("2024-01-15 10:30:00").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(format_wall_clock(a), "2024-01-15 10:30:00");
+    }
+
+    #[test]
+    fn bare_date_and_garbage() {
+        assert!(parse("2024-01-15").is_some());
+        assert!(parse("2024-13-15 10:00:00").is_none());
+        assert!(parse("yyyy-MM-dd HH:mm:ss").is_none());
+        assert!(parse("12ab").is_none());
+        assert!(parse("").is_none());
+    }
+
+    #[test]
+    fn window() {
+        let now = parse("2024-01-15 10:30:00").unwrap();
+        let ten = Duration::minutes(10);
+        assert!(within_window(
+            parse("2024-01-15 10:40:00").unwrap(),
+            now,
+            ten
+        ));
+        assert!(!within_window(
+            parse("2024-01-15 10:40:01").unwrap(),
+            now,
+            ten
+        ));
+        assert!(!within_window(
+            parse("2024-01-15 10:19:59").unwrap(),
+            now,
+            ten
+        ));
+    }
+}
