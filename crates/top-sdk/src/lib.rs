@@ -1,1 +1,193 @@
-pub fn x() {}
+//! An async client for TOP `router/rest` APIs, built on `top-protocol`'s signer and envelope
+//! reader: `TopClient::builder(url, app_key, secret)` then [`TopClient::call`] with any method
+//! and parameters. Errors keep TOP's `code`, `msg`, `sub_code`, `sub_msg` and `request_id`
+//! apart from transport failures.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use top_protocol::reader::{self, ReadError};
+use top_protocol::{sign, timestamp, Format, ParamSet, SignMethod, TopError};
+
+/// What can go wrong with a call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The gateway answered with an `error_response`.
+    #[error("TOP error {}: {} (sub_code {:?}, sub_msg {:?}, request_id {:?})", .error.code, .error.msg, .error.sub_code, .error.sub_msg, .request_id)]
+    Top {
+        error: TopError,
+        request_id: Option<String>,
+    },
+    /// The request could not be sent or the answer not received.
+    #[error("transport failure: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// The answer is not a TOP envelope.
+    #[error("unreadable response: {0}")]
+    Malformed(String),
+}
+
+impl Error {
+    /// The TOP error, when the gateway answered with one.
+    pub fn top(&self) -> Option<&TopError> {
+        match self {
+            Error::Top { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// A decoded success: the response object (wrapper removed), its request_id and the raw body.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub body: serde_json::Value,
+    pub request_id: Option<String>,
+    pub raw: String,
+}
+
+#[derive(Clone)]
+pub struct TopClient {
+    http: reqwest::Client,
+    url: String,
+    app_key: String,
+    secret: String,
+    sign_method: SignMethod,
+    format: Format,
+    simplify: bool,
+    session: Option<String>,
+}
+
+impl std::fmt::Debug for TopClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopClient")
+            .field("url", &self.url)
+            .field("app_key", &self.app_key)
+            .field("sign_method", &self.sign_method)
+            .field("format", &self.format)
+            .field("simplify", &self.simplify)
+            .finish_non_exhaustive()
+    }
+}
+
+pub struct TopClientBuilder {
+    url: String,
+    app_key: String,
+    secret: String,
+    sign_method: SignMethod,
+    format: Format,
+    simplify: bool,
+    timeout: Duration,
+    session: Option<String>,
+}
+
+impl TopClientBuilder {
+    pub fn sign_method(mut self, method: SignMethod) -> Self {
+        self.sign_method = method;
+        self
+    }
+    pub fn format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+    pub fn simplify(mut self, simplify: bool) -> Self {
+        self.simplify = simplify;
+        self
+    }
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+    pub fn session(mut self, session: impl Into<String>) -> Self {
+        self.session = Some(session.into());
+        self
+    }
+    pub fn build(self) -> Result<TopClient, Error> {
+        Ok(TopClient {
+            http: reqwest::Client::builder().timeout(self.timeout).build()?,
+            url: self.url,
+            app_key: self.app_key,
+            secret: self.secret,
+            sign_method: self.sign_method,
+            format: self.format,
+            simplify: self.simplify,
+            session: self.session,
+        })
+    }
+}
+
+impl TopClient {
+    /// Defaults: `hmac-sha256`, JSON, not simplified, 30 s timeout, no session.
+    pub fn builder(
+        url: impl Into<String>,
+        app_key: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> TopClientBuilder {
+        TopClientBuilder {
+            url: url.into(),
+            app_key: app_key.into(),
+            secret: secret.into(),
+            sign_method: SignMethod::HmacSha256,
+            format: Format::Json,
+            simplify: false,
+            timeout: Duration::from_secs(30),
+            session: None,
+        }
+    }
+
+    /// The full signed parameter set of a call, as it goes on the wire.
+    pub fn signed_params<'a>(
+        &self,
+        method: &str,
+        params: impl IntoIterator<Item = (&'a str, &'a str)>,
+        now: OffsetDateTime,
+    ) -> ParamSet {
+        let mut set = ParamSet::new();
+        set.set("method", method);
+        set.set("app_key", self.app_key.as_str());
+        set.set("timestamp", timestamp::format_wall_clock(now));
+        set.set("v", "2.0");
+        set.set("sign_method", self.sign_method.as_wire());
+        set.set("format", self.format.as_wire());
+        if self.simplify {
+            set.set("simplify", "true");
+        }
+        if let Some(session) = &self.session {
+            set.set("session", session.as_str());
+        }
+        for (name, value) in params {
+            set.set(name, value);
+        }
+        let signature = sign::sign_params(self.sign_method, &self.secret, &set);
+        set.set("sign", signature);
+        set
+    }
+
+    /// Calls `method` with business `params` (object parameters as JSON strings).
+    pub async fn call<'a>(
+        &self,
+        method: &str,
+        params: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Response, Error> {
+        let set = self.signed_params(method, params, OffsetDateTime::now_utc());
+        let raw = self
+            .http
+            .post(&self.url)
+            .header(
+                "content-type",
+                "application/x-www-form-urlencoded;charset=UTF-8",
+            )
+            .body(set.to_form())
+            .send()
+            .await?
+            .text()
+            .await?;
+        match reader::read(&raw, self.format, self.simplify) {
+            Ok(resp) => Ok(Response {
+                body: resp.body,
+                request_id: resp.request_id,
+                raw,
+            }),
+            Err(ReadError::Top { error, request_id }) => Err(Error::Top { error, request_id }),
+            Err(ReadError::Malformed(m)) => Err(Error::Malformed(m)),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The admin API: JSON over HTTP under `/admin/`, behind a bearer token (off when no token is
+//! configured: every admin path then answers 404). It exposes the operations of [`ops`].
+
+pub mod ops;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use crate::clock::millis;
+use crate::gateway::AppState;
+use crate::store::StoreError;
+use ops::AdminError;
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AdminError::Conflict(_) => StatusCode::CONFLICT,
+            AdminError::Store(e) => {
+                tracing::error!(error = %e, "admin store failure");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let message = match &self {
+            AdminError::Store(_) => "internal error".to_string(),
+            other => other.to_string(),
+        };
+        (status, Json(json!({"error": message}))).into_response()
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/admin/{resource}", post(create).get(list))
+        .route("/admin/trades/{tid}", get(trade))
+        .route("/admin/trades/{tid}/{event}", post(trade_event))
+        .route("/admin/right-orders/{id}", get(right_order))
+        .route("/admin/right-orders/{id}/{event}", post(right_order_event))
+        .with_state(state)
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = state
+        .settings
+        .admin_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+    else {
+        return Err(StatusCode::NOT_FOUND.into_response());
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "bad or missing bearer token"})),
+        )
+            .into_response())
+    }
+}
+
+async fn run<F>(state: &AppState, headers: &HeaderMap, f: F) -> Response
+where
+    F: FnOnce(&mut dyn crate::store::Tx, i64) -> Result<Value, AdminError> + Send + 'static,
+{
+    if let Err(denied) = authorize(state, headers) {
+        return denied;
+    }
+    let now_ms = millis(state.clock.now());
+    let outcome = state
+        .store
+        .attempt(move |tx| Ok::<_, StoreError>(f(tx, now_ms)))
+        .await;
+    match outcome {
+        Ok(Ok(value)) => Json(value).into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => AdminError::from(e).into_response(),
+    }
+}
+
+async fn create(
+    State(state): State<Arc<AppState>>,
+    Path(resource): Path<String>,
+    headers: HeaderMap,
+    body: Json<Value>,
+) -> Response {
+    let Json(body) = body;
+    run(&state, &headers, move |tx, now| {
+        ops::create(tx, &resource, body, now)
+    })
+    .await
+}
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    Path(resource): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    run(&state, &headers, move |tx, _| match resource.as_str() {
+        "idempotency" => ops::list_idempotency(tx),
+        "right-orders" => ops::list_right_orders(tx),
+        "apps" => Ok(json!(crate::apps::list_apps(tx)?
+            .into_iter()
+            .map(|a| json!({"app_key": a.app_key, "name": a.name, "enabled": a.enabled, "sandbox": a.sandbox, "methods": a.methods}))
+            .collect::<Vec<_>>())),
+        other => Err(AdminError::NotFound(format!("no listing of {other}"))),
+    })
+    .await
+}
+
+async fn trade(
+    State(state): State<Arc<AppState>>,
+    Path(tid): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    run(&state, &headers, move |tx, _| ops::get_trade(tx, tid)).await
+}
+
+async fn trade_event(
+    State(state): State<Arc<AppState>>,
+    Path((tid, event)): Path<(i64, String)>,
+    headers: HeaderMap,
+) -> Response {
+    run(&state, &headers, move |tx, now| {
+        ops::trade_event(tx, tid, &event, now)
+    })
+    .await
+}
+
+async fn right_order(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    run(&state, &headers, move |tx, _| ops::get_right_order(tx, id)).await
+}
+
+async fn right_order_event(
+    State(state): State<Arc<AppState>>,
+    Path((id, event)): Path<(i64, String)>,
+    headers: HeaderMap,
+) -> Response {
+    run(&state, &headers, move |tx, _| {
+        ops::right_order_event(tx, id, &event)
+    })
+    .await
+}

@@ -1,0 +1,290 @@
+//! `alibaba.diantao.tripartite.right.pay.notify`: a rights provider reports a paid benefit and
+//! Diantao records a right order, exactly once per idempotent key (domain.md §2.3).
+//!
+//! Keys, scoped to the provider: `idempotent_id` when given, and always `outer_order_id`. The
+//! same payload under a known key replays the first answer; a different one is `10005`
+//! (idempotent id) or `10006` (outer order id). Both keys are unique in the database as well,
+//! so concurrent duplicates cannot create two orders. `open_id` is a keyed hash of (app, user):
+//! stable for one app, different across apps. Choices: `phone_number` is required (it is the only
+//! user key); `amount` defaults to 0 and `pay_time` to the receive time; success omits
+//! `msg_code`/`msg_info`; `biz` is free text up to 64 characters, as the page's example shows.
+
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+use top_protocol::registry::{MethodSpec, ParamKind, ParamSpec};
+use top_protocol::{Object, TopError};
+
+use super::{check_len, idempotency, is_code, is_token, payload_hash, Fields};
+use crate::args;
+use crate::clock::millis;
+use crate::gateway::{internal, Call, HandlerFuture};
+use crate::store::{StoreError, Tx};
+
+pub const METHOD: &str = "alibaba.diantao.tripartite.right.pay.notify";
+pub const PARAM: &str = "tripartite_pay_notify_dto";
+/// Skew allowed for a `pay_time` in the future, as for request timestamps.
+const FUTURE_SKEW_MS: i64 = 10 * 60 * 1000;
+
+pub const SPEC: MethodSpec = MethodSpec {
+    name: METHOD,
+    params: &[ParamSpec {
+        name: PARAM,
+        kind: ParamKind::Json,
+        required: false,
+    }],
+    needs_session: false,
+};
+
+#[derive(Debug, Clone)]
+struct PayNotice {
+    source: String,
+    outer_order_id: String,
+    idempotent_id: Option<String>,
+    phone: String,
+    amount: i64,
+    pay_time: Option<i64>,
+    right_code: Option<String>,
+    biz: Option<String>,
+    biz_scene: Option<String>,
+    title: Option<String>,
+    channel_id: Option<i64>,
+    extend: String,
+}
+
+impl PayNotice {
+    /// Everything but the idempotent id, normalised: two notices of the same payment agree.
+    fn canonical_payment(&self) -> serde_json::Value {
+        json!({
+            "source": self.source, "outer_order_id": self.outer_order_id, "phone": self.phone,
+            "amount": self.amount, "pay_time": self.pay_time, "right_code": self.right_code,
+            "biz": self.biz, "biz_scene": self.biz_scene, "title": self.title,
+            "channel_id": self.channel_id, "extend": self.extend,
+        })
+    }
+}
+
+fn parse(call: &Call) -> Result<PayNotice, TopError> {
+    let f = Fields::parse(&call.params, PARAM)?;
+    let source = f.req_str("source")?;
+    let outer_order_id = f.req_str("outer_order_id")?;
+    if source.trim().is_empty() {
+        return Err(f.missing("source"));
+    }
+    check_len(&f, "source", &source, 64)?;
+    if outer_order_id.len() > 64 || !is_code(&outer_order_id, true) {
+        return Err(f.invalid("outer_order_id", "must be at most 64 of [A-Za-z0-9_-]"));
+    }
+    let idempotent_id = f.opt_str("idempotent_id")?;
+    if let Some(id) = &idempotent_id {
+        if id.chars().count() > 128 || !is_token(id) {
+            return Err(f.invalid(
+                "idempotent_id",
+                "must be at most 128 printable characters without spaces",
+            ));
+        }
+    }
+    let phone = f.req_str("phone_number")?;
+    let phone_ok = phone.len() == 11
+        && phone.starts_with('1')
+        && matches!(phone.as_bytes()[1], b'3'..=b'9')
+        && phone.bytes().all(|b| b.is_ascii_digit());
+    if !phone_ok {
+        return Err(f.invalid("phone_number", "must be a mainland mobile number"));
+    }
+    let amount = f.opt_i64("amount")?.unwrap_or(0);
+    if amount < 0 {
+        return Err(f.invalid("amount", "must be a non-negative integer (fen)"));
+    }
+    let now_ms = millis(call.now);
+    let pay_time = f.opt_i64("pay_time")?;
+    if let Some(t) = pay_time {
+        if t <= 0 || t > now_ms + FUTURE_SKEW_MS {
+            return Err(f.invalid("pay_time", "must be epoch milliseconds, not in the future"));
+        }
+    }
+    let right_code = f.opt_str("right_code")?;
+    if let Some(rc) = &right_code {
+        if rc.len() > 64 || !is_code(rc, false) {
+            return Err(f.invalid("right_code", "must be at most 64 of [A-Za-z0-9_]"));
+        }
+    }
+    let biz = f.opt_str("biz")?;
+    if let Some(b) = &biz {
+        check_len(&f, "biz", b, 64)?;
+    }
+    let biz_scene = f.opt_str("biz_scene")?;
+    if let Some(b) = &biz_scene {
+        check_len(&f, "biz_scene", b, 64)?;
+    }
+    let title = f.opt_str("title")?;
+    if let Some(t) = &title {
+        check_len(&f, "title", t, 128)?;
+    }
+    let channel_id = f.opt_i64("channel_id")?;
+    if channel_id.is_some_and(|c| c <= 0) {
+        return Err(f.invalid("channel_id", "must be a positive integer"));
+    }
+    let extend = f.opt_str("extend")?.unwrap_or_else(|| "{}".into());
+    check_len(&f, "extend", &extend, 2048)?;
+    match serde_json::from_str::<serde_json::Value>(&extend) {
+        Ok(serde_json::Value::Object(_)) => {}
+        _ => return Err(f.invalid("extend", "must be a JSON object")),
+    }
+    Ok(PayNotice {
+        source,
+        outer_order_id,
+        idempotent_id,
+        phone,
+        amount,
+        pay_time,
+        right_code,
+        biz,
+        biz_scene,
+        title,
+        channel_id,
+        extend,
+    })
+}
+
+/// `open_id`: 21 decimal digits of HMAC-SHA256(key, app_key ":" user_id).
+pub fn open_id(key: &str, app_key: &str, user_id: i64) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(format!("{app_key}:{user_id}").as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let mut n: u128 = 0;
+    for b in &digest[..12] {
+        n = (n << 8) | u128::from(*b);
+    }
+    format!("{:021}", n % 10u128.pow(21))
+}
+
+type Refusal = (&'static str, &'static str);
+
+fn success(data: &serde_json::Value) -> Object {
+    Object::new().field("succ", true).field(
+        "data",
+        Object::new()
+            .field("open_id", data["open_id"].as_str().unwrap_or_default())
+            .field("order_id", data["order_id"].as_str().unwrap_or_default()),
+    )
+}
+
+fn failure((code, info): Refusal) -> Object {
+    Object::new()
+        .field("msg_info", info)
+        .field("msg_code", code)
+        .field("succ", false)
+}
+
+pub fn handle(call: Call) -> HandlerFuture {
+    Box::pin(async move {
+        let notice = parse(&call)?;
+        let provider_id = call.app.provider_id;
+        let app_key = call.app.app_key.clone();
+        let open_id_key = call.state.settings.open_id_key.clone();
+        let now_ms = millis(call.now);
+        let outcome = call
+            .state
+            .store
+            .attempt(move |tx| apply(tx, provider_id, &app_key, &open_id_key, &notice, now_ms))
+            .await
+            .map_err(internal)?;
+        Ok(match outcome {
+            Ok(data) => success(&data),
+            Err(refusal) => failure(refusal),
+        })
+    })
+}
+
+fn apply(
+    tx: &mut dyn Tx,
+    provider_id: Option<i64>,
+    app_key: &str,
+    open_id_key: &str,
+    n: &PayNotice,
+    now_ms: i64,
+) -> Result<Result<serde_json::Value, Refusal>, StoreError> {
+    let Some(provider_id) = provider_id else {
+        return Ok(Err(("10007", "来源不属于当前应用")));
+    };
+    let source_ok = tx
+        .query_opt(
+            "SELECT 1 FROM provider_sources WHERE provider_id = ? AND source = ?",
+            args![provider_id, n.source.as_str()],
+        )?
+        .is_some();
+    if !source_ok {
+        return Ok(Err(("10007", "来源不属于当前应用")));
+    }
+    let scope = format!("{METHOD}:{provider_id}");
+    let payment_hash = payload_hash(&n.canonical_payment());
+    let full_hash = payload_hash(&json!([n.idempotent_id, payment_hash]));
+    let idem_key = n
+        .idempotent_id
+        .as_ref()
+        .map(|id| format!("idempotent:{id}"));
+    if let Some(key) = &idem_key {
+        match idempotency::lookup(tx, &scope, key, &full_hash)? {
+            idempotency::Recorded::Replay(body) => return Ok(Ok(parse_body(&body))),
+            idempotency::Recorded::Conflict => return Ok(Err(("10005", "幂等ID已被其他请求使用"))),
+            idempotency::Recorded::New => {}
+        }
+    }
+    let outer_key = format!("outer:{}", n.outer_order_id);
+    match idempotency::lookup(tx, &scope, &outer_key, &payment_hash)? {
+        idempotency::Recorded::Replay(body) => return Ok(Ok(parse_body(&body))),
+        idempotency::Recorded::Conflict => return Ok(Err(("10006", "外部订单号已被其他请求使用"))),
+        idempotency::Recorded::New => {}
+    }
+    let Some(user_id) = tx
+        .query_opt(
+            "SELECT user_id FROM users WHERE mobile = ?",
+            args![n.phone.as_str()],
+        )?
+        .map(|r| r.i64(0))
+    else {
+        return Ok(Err(("10003", "手机号未绑定用户")));
+    };
+    if let Some(code) = &n.right_code {
+        let catalog = tx
+            .query_opt(
+                "SELECT COUNT(*) FROM rights WHERE provider_id = ?",
+                args![provider_id],
+            )?
+            .map_or(0, |r| r.i64(0));
+        let known = tx
+            .query_opt(
+                "SELECT 1 FROM rights WHERE provider_id = ? AND right_code = ? AND enabled = 1",
+                args![provider_id, code.as_str()],
+            )?
+            .is_some();
+        if catalog > 0 && !known {
+            return Ok(Err(("10004", "权益不存在或已停用")));
+        }
+    }
+    let open_id = open_id(open_id_key, app_key, user_id);
+    let order_id = tx
+        .query_opt(
+            "SELECT COALESCE(MAX(order_id), 128417851249000) + 1 FROM right_orders",
+            &[],
+        )?
+        .map_or(128_417_851_249_001, |r| r.i64(0));
+    tx.execute(
+        "INSERT INTO right_orders (order_id, provider_id, app_key, source, outer_order_id, idempotent_id, user_id, open_id, phone, amount, pay_time, right_code, biz, biz_scene, title, channel_id, extend, status, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PAID', ?)",
+        args![order_id, provider_id, app_key, n.source.as_str(), n.outer_order_id.as_str(), n.idempotent_id.clone(), user_id, open_id.as_str(), n.phone.as_str(), n.amount, n.pay_time.unwrap_or(now_ms), n.right_code.clone(), n.biz.clone(), n.biz_scene.clone(), n.title.clone(), n.channel_id, n.extend.as_str(), now_ms],
+    )?;
+    let data = json!({"open_id": open_id, "order_id": order_id.to_string()});
+    let body = data.to_string();
+    if let Some(key) = &idem_key {
+        idempotency::record(tx, &scope, key, &full_hash, &body, now_ms)?;
+    }
+    idempotency::record(tx, &scope, &outer_key, &payment_hash, &body, now_ms)?;
+    Ok(Ok(data))
+}
+
+fn parse_body(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_default()
+}

@@ -1,0 +1,439 @@
+//! The `topgate` command line: `serve`, app and session management, `sign --explain`, `call`,
+//! and the admin operations on the local database.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+use top_protocol::sign::{sign_string, string_to_sign};
+use top_protocol::{Format, ParamSet, SignMethod};
+
+use crate::admin::ops;
+use crate::apps;
+use crate::clock::{millis, Clock};
+use crate::config::Settings;
+use crate::store::{Store, StoreError};
+use crate::{sandbox, Server};
+
+#[derive(Parser)]
+#[command(
+    name = "topgate",
+    version,
+    about = "A TOP router/rest gateway and stateful sandbox"
+)]
+struct Cli {
+    /// Settings file (default: ./topgate.toml when present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite://path (default .topgate/topgate.db, or .topgate/sandbox.db with --sandbox).
+    #[arg(long, global = true, env = "TOPGATE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Use the sandbox database (and, for `serve`, seed it).
+    #[arg(long, global = true)]
+    sandbox: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve /router/rest until SIGINT or SIGTERM.
+    Serve {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Manage apps.
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Manage sessions.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Print the canonical string and signature of a parameter set (never the secret).
+    Sign {
+        /// Print the canonical string too.
+        #[arg(long)]
+        explain: bool,
+        #[arg(long)]
+        secret: String,
+        #[arg(long, default_value = "md5")]
+        sign_method: SignMethod,
+        /// name=value, repeatable.
+        #[arg(long = "param", value_parser = parse_pair)]
+        params: Vec<(String, String)>,
+    },
+    /// Call a TOP method and print the response.
+    Call(CallArgs),
+    /// Admin operations on the business data.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Create an app (all methods granted unless --method is given).
+    Create {
+        #[arg(long)]
+        app_key: String,
+        /// Generated when absent.
+        #[arg(long)]
+        secret: Option<String>,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long = "method")]
+        methods: Vec<String>,
+        /// Calls per second allowed for each granted method.
+        #[arg(long)]
+        calls_per_second: Option<u32>,
+        #[arg(long)]
+        supplier_id: Option<i64>,
+        #[arg(long)]
+        partner_id: Option<i64>,
+        #[arg(long)]
+        provider_id: Option<i64>,
+        #[arg(long)]
+        seller_id: Option<i64>,
+    },
+    List,
+    Disable {
+        app_key: String,
+    },
+    Enable {
+        app_key: String,
+    },
+    RotateSecret {
+        app_key: String,
+    },
+    /// Grant a method, optionally with a calls-per-second limit.
+    Grant {
+        app_key: String,
+        method: String,
+        #[arg(long)]
+        calls_per_second: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionCommand {
+    Create {
+        #[arg(long)]
+        app_key: String,
+        #[arg(long)]
+        user_id: i64,
+        #[arg(long, default_value_t = 86400)]
+        ttl_secs: i64,
+    },
+}
+
+#[derive(Args)]
+struct CallArgs {
+    method: String,
+    /// name=value, repeatable; object parameters as JSON text.
+    #[arg(long = "param", value_parser = parse_pair)]
+    params: Vec<(String, String)>,
+    #[arg(long, default_value = "http://127.0.0.1:8080/router/rest")]
+    url: String,
+    #[arg(long, default_value = sandbox::APP_KEY)]
+    app_key: String,
+    #[arg(long, default_value = sandbox::SECRET)]
+    secret: String,
+    #[arg(long)]
+    session: Option<String>,
+    #[arg(long, default_value = "hmac-sha256")]
+    sign_method: SignMethod,
+    /// json or xml.
+    #[arg(long, default_value = "json")]
+    format: String,
+    #[arg(long)]
+    simplify: bool,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a resource from JSON: users, items, biz-types, suppliers, partners, stores,
+    /// providers, rights, trades, apps, sessions.
+    Create { resource: String, json: String },
+    /// Show a trade, or apply an event to it (pay, cancel, consign, confirm, refund).
+    Trade { tid: i64, event: Option<String> },
+    /// Show a right order, or apply finish / refund.
+    RightOrder {
+        order_id: i64,
+        event: Option<String>,
+    },
+    /// List right orders.
+    RightOrders,
+    /// List idempotency records.
+    Idempotency,
+    /// Seed the sandbox data (idempotent).
+    SeedSandbox,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected name=value, got {s:?}"))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOPGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(url) = cli.database_url.clone() {
+        settings.database_url = Some(url);
+    }
+    let open_store = || Store::open(&settings.database_url(cli.sandbox));
+    let now_ms = millis(Clock::system().now());
+    match cli.command {
+        Command::Serve { listen } => {
+            if let Some(l) = listen {
+                settings.listen = l;
+            }
+            let server = Server::bind(settings, cli.sandbox, Clock::system()).await?;
+            let url = format!("http://{}/router/rest", server.addr);
+            if cli.sandbox {
+                println!("topgate sandbox listening on {url}");
+                println!("database: {}", server.state.store.describe());
+                println!(
+                    "app_key: {}  secret: {}  session: {}",
+                    sandbox::APP_KEY,
+                    sandbox::SECRET,
+                    sandbox::SESSION
+                );
+                println!(
+                    "second app (owns nothing): app_key: {}  secret: {}",
+                    sandbox::OTHER_APP_KEY,
+                    sandbox::OTHER_SECRET
+                );
+                println!("try it: cargo run --release -- call alibaba.alisports.lianbei.order.notice --url {url} --param biz_order_id=1000");
+            } else {
+                println!(
+                    "topgate listening on {url} ({})",
+                    server.state.store.describe()
+                );
+            }
+            server.run().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::App(cmd) => {
+            let store = open_store()?;
+            let out = match cmd {
+                AppCommand::Create { app_key, secret, name, methods, calls_per_second, supplier_id, partner_id, provider_id, seller_id } => {
+                    let body = json!({"app_key": app_key, "secret": secret, "name": name,
+                        "methods": (!methods.is_empty()).then_some(methods), "calls_per_second": calls_per_second,
+                        "supplier_id": supplier_id, "partner_id": partner_id, "provider_id": provider_id, "seller_id": seller_id});
+                    admin(&store, move |tx| ops::create(tx, "apps", body, now_ms)).await?
+                }
+                AppCommand::List => {
+                    admin(&store, |tx| {
+                        Ok(json!(apps::list_apps(tx)?.into_iter().map(|a| json!({"app_key": a.app_key, "name": a.name, "enabled": a.enabled, "sandbox": a.sandbox, "methods": a.methods})).collect::<Vec<_>>()))
+                    })
+                    .await?
+                }
+                AppCommand::Disable { app_key } => set_enabled(&store, app_key, false).await?,
+                AppCommand::Enable { app_key } => set_enabled(&store, app_key, true).await?,
+                AppCommand::RotateSecret { app_key } => {
+                    admin(&store, move |tx| match apps::rotate_secret(tx, &app_key)? {
+                        Some(secret) => Ok(json!({"app_key": app_key, "secret": secret})),
+                        None => Err(ops::AdminError::NotFound(format!("app {app_key}"))),
+                    })
+                    .await?
+                }
+                AppCommand::Grant { app_key, method, calls_per_second } => {
+                    admin(&store, move |tx| {
+                        if apps::load_app(tx, &app_key)?.is_none() {
+                            return Err(ops::AdminError::NotFound(format!("app {app_key}")));
+                        }
+                        apps::grant_method(tx, &app_key, &method, calls_per_second)?;
+                        Ok(json!({"app_key": app_key, "method": method, "calls_per_second": calls_per_second}))
+                    })
+                    .await?
+                }
+            };
+            print_json(&out);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Session(SessionCommand::Create {
+            app_key,
+            user_id,
+            ttl_secs,
+        }) => {
+            let store = open_store()?;
+            let body = json!({"app_key": app_key, "user_id": user_id, "ttl_secs": ttl_secs});
+            print_json(&admin(&store, move |tx| ops::create(tx, "sessions", body, now_ms)).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sign {
+            explain,
+            secret,
+            sign_method,
+            params,
+        } => {
+            let mut set = ParamSet::new();
+            for (k, v) in params {
+                set.insert(k, v);
+            }
+            if set
+                .get("sign_method")
+                .is_some_and(|m| m != sign_method.as_wire())
+            {
+                eprintln!(
+                    "note: the sign_method parameter differs from --sign-method {sign_method}"
+                );
+            }
+            let canonical = string_to_sign(&set, None);
+            if explain {
+                println!("sign_method: {sign_method}");
+                println!(
+                    "string to sign ({} bytes, parameters sorted by name, `sign` excluded):",
+                    canonical.len()
+                );
+                println!("{canonical}");
+                match sign_method {
+                    SignMethod::Md5 => {
+                        println!("digest: MD5(secret + string + secret), uppercase hex")
+                    }
+                    SignMethod::Hmac => {
+                        println!("digest: HMAC-MD5(key = secret, string), uppercase hex")
+                    }
+                    SignMethod::HmacSha256 => {
+                        println!("digest: HMAC-SHA256(key = secret, string), uppercase hex")
+                    }
+                }
+            }
+            let signature = sign_string(sign_method, &secret, &canonical);
+            if explain {
+                println!("sign: {signature}");
+                if let Some(given) = set.get("sign") {
+                    let ok = top_protocol::sign::signatures_match(&signature, given);
+                    println!(
+                        "the sign parameter given {}",
+                        if ok {
+                            "matches"
+                        } else {
+                            "does NOT match (code 25)"
+                        }
+                    );
+                }
+            } else {
+                println!("{signature}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Call(args) => call(args).await,
+        Command::Admin(cmd) => {
+            let store = open_store()?;
+            let out = match cmd {
+                AdminCommand::Create { resource, json } => {
+                    let body: Value = serde_json::from_str(&json)?;
+                    admin(&store, move |tx| ops::create(tx, &resource, body, now_ms)).await?
+                }
+                AdminCommand::Trade { tid, event: None } => {
+                    admin(&store, move |tx| ops::get_trade(tx, tid)).await?
+                }
+                AdminCommand::Trade {
+                    tid,
+                    event: Some(ev),
+                } => admin(&store, move |tx| ops::trade_event(tx, tid, &ev, now_ms)).await?,
+                AdminCommand::RightOrder {
+                    order_id,
+                    event: None,
+                } => admin(&store, move |tx| ops::get_right_order(tx, order_id)).await?,
+                AdminCommand::RightOrder {
+                    order_id,
+                    event: Some(ev),
+                } => admin(&store, move |tx| ops::right_order_event(tx, order_id, &ev)).await?,
+                AdminCommand::RightOrders => admin(&store, ops::list_right_orders).await?,
+                AdminCommand::Idempotency => admin(&store, ops::list_idempotency).await?,
+                AdminCommand::SeedSandbox => {
+                    admin(&store, move |tx| {
+                        Ok(json!({"seeded": sandbox::seed(tx, now_ms)?}))
+                    })
+                    .await?
+                }
+            };
+            print_json(&out);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn set_enabled(store: &Store, app_key: String, enabled: bool) -> anyhow::Result<Value> {
+    admin(store, move |tx| {
+        if apps::set_enabled(tx, &app_key, enabled)? {
+            Ok(json!({"app_key": app_key, "enabled": enabled}))
+        } else {
+            Err(ops::AdminError::NotFound(format!("app {app_key}")))
+        }
+    })
+    .await
+}
+
+/// Runs an admin operation in one write transaction; a refusal changes nothing.
+async fn admin<F>(store: &Store, f: F) -> anyhow::Result<Value>
+where
+    F: FnOnce(&mut dyn crate::store::Tx) -> Result<Value, ops::AdminError> + Send + 'static,
+{
+    let outcome = store.attempt(move |tx| Ok::<_, StoreError>(f(tx))).await?;
+    outcome.map_err(|e| anyhow::anyhow!(e))
+}
+
+async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
+    let format = Format::from_param(Some(&args.format))
+        .ok_or_else(|| anyhow::anyhow!("--format must be json or xml"))?;
+    let mut builder = top_sdk::TopClient::builder(args.url, args.app_key, args.secret)
+        .sign_method(args.sign_method)
+        .format(format)
+        .simplify(args.simplify);
+    if let Some(session) = args.session {
+        builder = builder.session(session);
+    }
+    let client = builder.build()?;
+    let params = args.params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    match client.call(&args.method, params).await {
+        Ok(response) => {
+            match format {
+                Format::Json => match serde_json::from_str::<Value>(&response.raw) {
+                    Ok(v) => print_json(&v),
+                    Err(_) => println!("{}", response.raw),
+                },
+                Format::Xml => println!("{}", response.raw),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(top_sdk::Error::Top { error, request_id }) => {
+            eprintln!("{error} (request_id {})", request_id.unwrap_or_default());
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,66 @@
+//! Settings, layered: built-in defaults, then `topgate.toml` (or the file `--config` names), then
+//! `TOPGATE_*` environment variables, then command-line flags.
+
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Where the embedded database lives when nothing else is said.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://.topgate/topgate.db";
+/// The sandbox's own database, kept across restarts.
+pub const DEFAULT_SANDBOX_DATABASE_URL: &str = "sqlite://.topgate/sandbox.db";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub listen: String,
+    /// `None` means the default for the mode (sandbox or not).
+    pub database_url: Option<String>,
+    /// Allowed clock skew of `timestamp`, either side.
+    pub timestamp_window_secs: i64,
+    /// Largest request body accepted.
+    pub body_limit_bytes: usize,
+    /// Bearer token of the admin API; the admin API is off when unset.
+    pub admin_token: Option<String>,
+    /// ICCIDs: strict (19–20 digits, `89`, Luhn) or lenient (1–20 digits, as the doc examples).
+    pub iccid_strict: bool,
+    /// Key of the `open_id` derivation; sandbox default is fixed so ids are stable.
+    pub open_id_key: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database_url: None,
+            timestamp_window_secs: 600,
+            body_limit_bytes: 1024 * 1024,
+            admin_token: None,
+            iccid_strict: false,
+            open_id_key: "topgate-open-id".into(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn load(config_file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        let file = config_file.unwrap_or_else(|| Path::new("topgate.toml"));
+        Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("TOPGATE_"))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    pub fn database_url(&self, sandbox: bool) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            if sandbox {
+                DEFAULT_SANDBOX_DATABASE_URL.into()
+            } else {
+                DEFAULT_DATABASE_URL.into()
+            }
+        })
+    }
+}

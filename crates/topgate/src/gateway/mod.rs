@@ -1,0 +1,312 @@
+//! The HTTP gateway: `/router/rest` and `/top/router/rest` (GET and POST), the checks of
+//! protocol.md §7.6 in their order, dispatch to the registered API handlers, and the envelope.
+//!
+//! Every TOP answer is HTTP 200. A request's parameters are parsed once; the response format is
+//! the one asked for when it is valid (XML otherwise, as on TOP). gzip is applied by the
+//! compression layer only when the client's `Accept-Encoding` asks for it. Every log line of a
+//! call carries its request_id, app_key and method; secrets and signatures are never logged.
+
+pub mod limits;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use time::{Duration, OffsetDateTime};
+use top_protocol::envelope::{write_error, write_success};
+use top_protocol::registry::{MethodSpec, Registry};
+use top_protocol::{sign, timestamp, Format, Object, ParamSet, SignMethod, TopError};
+use tower_http::compression::CompressionLayer;
+use tracing::Instrument;
+
+use crate::apps::{self, AppRecord};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::store::{Store, StoreError};
+
+/// One authenticated, verified call handed to an API handler.
+pub struct Call {
+    pub state: Arc<AppState>,
+    pub app: AppRecord,
+    /// The user of a valid `session`, when one was sent.
+    pub session_user: Option<i64>,
+    pub params: ParamSet,
+    pub now: OffsetDateTime,
+}
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Object, TopError>> + Send>>;
+pub type Handler = fn(Call) -> HandlerFuture;
+
+pub struct AppState {
+    pub store: Store,
+    pub settings: Settings,
+    pub clock: Clock,
+    pub registry: Registry<Handler>,
+    pub limits: limits::RateLimits,
+}
+
+impl AppState {
+    pub fn new(store: Store, settings: Settings, clock: Clock) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            settings,
+            clock,
+            registry: crate::api::registry(),
+            limits: limits::RateLimits::default(),
+        })
+    }
+}
+
+/// Maps a store failure to TOP's internal error, logging the detail (never sent to clients).
+pub fn internal(err: StoreError) -> TopError {
+    tracing::error!(error = %err, "store failure");
+    TopError::internal()
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/router/rest", get(serve_rest).post(serve_rest))
+        .route("/top/router/rest", get(serve_rest).post(serve_rest))
+        .route("/healthz", get(healthz))
+        .with_state(Arc::clone(&state));
+    api.merge(crate::admin::router(state))
+        .layer(CompressionLayer::new().gzip(true))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+fn new_request_id() -> String {
+    apps::random_token(13)
+}
+
+fn render(body: String, format: Format) -> Response {
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    response
+}
+
+async fn serve_rest(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let request_id = new_request_id();
+    let query_format = uri
+        .query()
+        .and_then(|q| form_format(q.as_bytes()))
+        .unwrap_or(Format::Xml);
+    let limit = state.settings.body_limit_bytes;
+    let bytes = match to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            tracing::info!(request_id, code = 43, "request body over the limit");
+            return render(
+                write_error(&TopError::body_too_large(limit), &request_id, query_format),
+                query_format,
+            );
+        }
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let params = match ParamSet::from_request(uri.query(), content_type, &bytes) {
+        Ok(params) => params,
+        Err(e) => {
+            let format = form_format(&bytes).unwrap_or(query_format);
+            tracing::info!(request_id, code = 47, "unreadable parameters");
+            return render(
+                write_error(
+                    &TopError::invalid_encoding(e.to_string()),
+                    &request_id,
+                    format,
+                ),
+                format,
+            );
+        }
+    };
+    let format = Format::from_param(params.get("format")).unwrap_or(Format::Xml);
+    let simplify = format == Format::Json && params.get("simplify") == Some("true");
+    let span = tracing::info_span!(
+        "call",
+        request_id = %request_id,
+        app_key = params.get("app_key").unwrap_or(""),
+        method = params.get("method").unwrap_or(""),
+    );
+    let outcome = process(state, params).instrument(span.clone()).await;
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    let _enter = span.enter();
+    match outcome {
+        Ok((method, body)) => {
+            tracing::info!(code = 0, elapsed_us, "served");
+            render(
+                write_success(method, &body, &request_id, format, simplify),
+                format,
+            )
+        }
+        Err(error) => {
+            tracing::info!(
+                code = error.code,
+                sub_code = error.sub_code.as_deref().unwrap_or(""),
+                elapsed_us,
+                "refused"
+            );
+            render(write_error(&error, &request_id, format), format)
+        }
+    }
+}
+
+/// The `format` of a form string, when it names a valid one: errors raised before the full
+/// parse still answer in the client's format.
+fn form_format(form: &[u8]) -> Option<Format> {
+    let mut set = ParamSet::new();
+    let _ = set.extend_form(form);
+    set.get("format").and_then(|f| Format::from_param(Some(f)))
+}
+
+/// The checks of protocol.md §7.6, in order, then the handler.
+async fn process(
+    state: Arc<AppState>,
+    params: ParamSet,
+) -> Result<(&'static str, Object), TopError> {
+    let method = params
+        .get_non_empty("method")
+        .ok_or_else(TopError::missing_method)?;
+    let app_key = params
+        .get_non_empty("app_key")
+        .ok_or_else(TopError::missing_app_key)?;
+    let (spec, handler) = state
+        .registry
+        .get(method)
+        .ok_or_else(|| TopError::invalid_method(method))?;
+    let spec: MethodSpec = *spec;
+    let handler = *handler;
+    let app = {
+        let key = app_key.to_string();
+        state
+            .store
+            .read(move |tx| apps::load_app(tx, &key))
+            .await
+            .map_err(internal)?
+    }
+    .filter(|app| app.enabled)
+    .ok_or_else(TopError::invalid_app_key)?;
+    let limit = app
+        .grant(spec.name)
+        .ok_or_else(|| TopError::insufficient_isv_permissions(spec.name))?;
+    match params.get_non_empty("v") {
+        None => return Err(TopError::missing_version()),
+        Some("2.0") => {}
+        Some("1.0") => return Err(TopError::unsupported_version()),
+        Some(_) => return Err(TopError::invalid_version()),
+    }
+    if let Some(f) = params.get_non_empty("format") {
+        Format::from_param(Some(f)).ok_or_else(|| TopError::invalid_format(f))?;
+    }
+    let now = state.clock.now();
+    let ts = params
+        .get_non_empty("timestamp")
+        .ok_or_else(TopError::missing_timestamp)?;
+    let instant = timestamp::parse(ts).ok_or_else(|| {
+        TopError::invalid_timestamp(
+            "timestamp must be yyyy-MM-dd HH:mm:ss (GMT+8) or epoch milliseconds",
+        )
+    })?;
+    let window = Duration::seconds(state.settings.timestamp_window_secs);
+    if !timestamp::within_window(instant, now, window) {
+        return Err(TopError::invalid_timestamp(format!(
+            "timestamp is more than {} seconds away from server time {}",
+            window.whole_seconds(),
+            timestamp::format_wall_clock(now)
+        )));
+    }
+    let received_sign = params
+        .get_non_empty("sign")
+        .ok_or_else(TopError::missing_signature)?;
+    // Modern SDKs always send sign_method; an absent one is taken as md5, their default.
+    let sign_method = match params.get_non_empty("sign_method") {
+        None => SignMethod::Md5,
+        Some(name) => {
+            SignMethod::from_wire(name).ok_or_else(|| TopError::unknown_sign_method(name))?
+        }
+    };
+    if !sign::verify(sign_method, &app.secret, &params, None, received_sign) {
+        return Err(TopError::invalid_signature());
+    }
+    if let Some(per_second) = limit.filter(|_| !app.sandbox) {
+        state
+            .limits
+            .check(&app.app_key, spec.name, per_second)
+            .map_err(TopError::app_call_limited)?;
+    }
+    let session_key = params
+        .get_non_empty("session")
+        .or_else(|| params.get_non_empty("access_token"));
+    let session_user = match session_key {
+        None if spec.needs_session => return Err(TopError::missing_session()),
+        None => None,
+        Some(key) => {
+            let key = key.to_string();
+            let session = state
+                .store
+                .read(move |tx| apps::load_session(tx, &key))
+                .await
+                .map_err(internal)?
+                .filter(|s| s.app_key == app.app_key && s.expires_at_ms > crate::clock::millis(now))
+                .ok_or_else(TopError::invalid_session)?;
+            Some(session.user_id)
+        }
+    };
+    spec.check_params(&params)?;
+    let call = Call {
+        state: Arc::clone(&state),
+        app,
+        session_user,
+        params,
+        now,
+    };
+    let body = handler(call).await?;
+    Ok((spec.name, body))
+}
+
+/// Serves until SIGINT or SIGTERM, then lets in-flight calls finish.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

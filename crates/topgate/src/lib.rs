@@ -1,0 +1,60 @@
+//! topgate: a Taobao Open Platform `router/rest` gateway and stateful sandbox for four partner
+//! APIs (alicom supplier notify, alisports lianbei order notice, diantao right pay notify,
+//! wt opentrade result callback).
+//!
+//! Layout: [`gateway`] (HTTP, checks, dispatch), [`api`] (one module per API), [`trades`] (the
+//! shared trade state machine), [`apps`] (apps and sessions), [`store`] (the database),
+//! [`admin`] (admin API and operations), [`sandbox`] (the seed), [`cli`] (the `topgate` binary).
+
+pub mod admin;
+pub mod api;
+pub mod apps;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod gateway;
+pub mod sandbox;
+pub mod store;
+pub mod trades;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clock::Clock;
+use config::Settings;
+use gateway::AppState;
+use store::Store;
+
+/// A server bound to a socket, not yet serving (tests bind port 0 and read the address).
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+}
+
+impl Server {
+    /// Opens the store, seeds the sandbox when asked, and binds `settings.listen`.
+    pub async fn bind(settings: Settings, sandbox: bool, clock: Clock) -> anyhow::Result<Self> {
+        let store = Store::open(&settings.database_url(sandbox))?;
+        if sandbox {
+            let now = clock::millis(clock.now());
+            let seeded = store
+                .attempt(move |tx| Ok(sandbox::seed(tx, now)))
+                .await?
+                .map_err(|e| anyhow::anyhow!("sandbox seed failed: {e}"))?;
+            tracing::info!(seeded, "sandbox ready");
+        }
+        let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
+        let addr = listener.local_addr()?;
+        let state = AppState::new(store, settings, clock);
+        Ok(Self {
+            addr,
+            state,
+            listener,
+        })
+    }
+
+    pub async fn run(self) -> std::io::Result<()> {
+        gateway::serve(self.listener, self.state).await
+    }
+}

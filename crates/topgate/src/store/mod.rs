@@ -1,0 +1,217 @@
+//! Persistence: one [`Store`] handle over interchangeable SQL backends.
+//!
+//! Business code is written once, as synchronous functions over [`Tx`] (portable SQL with `?`
+//! placeholders, integers for booleans and epoch-millisecond times), and run inside a
+//! transaction by [`Store::write`] or [`Store::read`]. The backend decides how: the SQLite one
+//! funnels writes through one writer thread that commits concurrent jobs together (group commit:
+//! each job in its own savepoint, one fsync per batch, each caller answered only after the batch
+//! is on disk) while reads run on a pool of WAL reader connections and never wait for writers.
+//! Integrity rules (uniqueness of idempotency keys, ICCIDs, outer order ids; allowed status
+//! values) are database constraints, so they hold whatever the number of writers.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+/// A value bound to or read from SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlValue {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+impl From<i64> for SqlValue {
+    fn from(v: i64) -> Self {
+        SqlValue::Int(v)
+    }
+}
+impl From<u32> for SqlValue {
+    fn from(v: u32) -> Self {
+        SqlValue::Int(i64::from(v))
+    }
+}
+impl From<bool> for SqlValue {
+    fn from(v: bool) -> Self {
+        SqlValue::Int(i64::from(v))
+    }
+}
+impl From<&str> for SqlValue {
+    fn from(v: &str) -> Self {
+        SqlValue::Text(v.to_string())
+    }
+}
+impl From<String> for SqlValue {
+    fn from(v: String) -> Self {
+        SqlValue::Text(v)
+    }
+}
+impl From<&String> for SqlValue {
+    fn from(v: &String) -> Self {
+        SqlValue::Text(v.clone())
+    }
+}
+impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(SqlValue::Null, Into::into)
+    }
+}
+
+/// Builds a `&[SqlValue]` argument list.
+#[macro_export]
+macro_rules! args {
+    ($($v:expr),* $(,)?) => { &[$($crate::store::SqlValue::from($v)),*][..] };
+}
+
+/// One result row, read by column index.
+#[derive(Debug, Clone)]
+pub struct Row(pub Vec<SqlValue>);
+
+impl Row {
+    pub fn opt_i64(&self, i: usize) -> Option<i64> {
+        match self.0.get(i) {
+            Some(SqlValue::Int(v)) => Some(*v),
+            Some(SqlValue::Text(t)) => t.parse().ok(),
+            _ => None,
+        }
+    }
+    pub fn i64(&self, i: usize) -> i64 {
+        self.opt_i64(i).unwrap_or_default()
+    }
+    pub fn bool(&self, i: usize) -> bool {
+        self.i64(i) != 0
+    }
+    pub fn opt_bool(&self, i: usize) -> Option<bool> {
+        self.opt_i64(i).map(|v| v != 0)
+    }
+    pub fn opt_str(&self, i: usize) -> Option<String> {
+        match self.0.get(i) {
+            Some(SqlValue::Text(t)) => Some(t.clone()),
+            Some(SqlValue::Int(v)) => Some(v.to_string()),
+            _ => None,
+        }
+    }
+    pub fn str(&self, i: usize) -> String {
+        self.opt_str(i).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness, foreign-key or check constraint refused the change.
+    #[error("constraint violated: {0}")]
+    Constraint(String),
+    /// The database could not be reached or failed; the message is for the log only.
+    #[error("database failure: {0}")]
+    Backend(String),
+    /// The job itself reported a failure (its work was rolled back).
+    #[error("{0}")]
+    Aborted(String),
+}
+
+/// A transaction, as seen by business code.
+pub trait Tx {
+    /// Runs a statement; returns the number of rows changed.
+    fn execute(&mut self, sql: &str, args: &[SqlValue]) -> Result<u64, StoreError>;
+    /// Runs a query; returns all rows.
+    fn query(&mut self, sql: &str, args: &[SqlValue]) -> Result<Vec<Row>, StoreError>;
+
+    fn query_opt(&mut self, sql: &str, args: &[SqlValue]) -> Result<Option<Row>, StoreError> {
+        Ok(self.query(sql, args)?.into_iter().next())
+    }
+}
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// A write job: runs in the writer's transaction, says whether to keep its changes, and gets
+/// the batch's commit result through its completion.
+pub type WriteJob = Box<dyn FnOnce(&mut dyn Tx) -> (bool, Completion) + Send>;
+pub type ReadJob = Box<dyn FnOnce(&mut dyn Tx) + Send>;
+
+/// What a database backend provides.
+pub trait Backend: Send + Sync {
+    fn submit_write(&self, job: WriteJob) -> Result<(), StoreError>;
+    fn submit_read(&self, job: ReadJob) -> Result<(), StoreError>;
+    fn describe(&self) -> String;
+}
+
+/// A cheap-to-clone handle on the configured database.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+}
+
+impl Store {
+    /// Opens the database a URL names: `sqlite://path` (or a bare path), creating and
+    /// migrating it as needed.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let backend: Arc<dyn Backend> =
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                return Err(StoreError::Backend(
+                    "PostgreSQL is not supported by this build yet".into(),
+                ));
+            } else {
+                Arc::new(sqlite::SqliteBackend::open(sqlite::path_from_url(url))?)
+            };
+        Ok(Self { backend })
+    }
+
+    pub fn describe(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// Runs `f` in a write transaction and answers once its change is durably committed. An
+    /// `Err` from `f` rolls its own changes back and is returned as is.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
+    {
+        match self
+            .attempt(move |tx| f(tx).map(Ok::<T, std::convert::Infallible>))
+            .await?
+        {
+            Ok(value) => Ok(value),
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`Store::write`] for business steps that may be refused: an `Ok(Err(refusal))`
+    /// rolls back everything the step did (a refusal changes nothing) and is returned as is.
+    pub async fn attempt<T, R, F>(&self, f: F) -> Result<Result<T, R>, StoreError>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<Result<T, R>, StoreError> + Send + 'static,
+    {
+        let (sender, receiver) = oneshot::channel();
+        let job: WriteJob = Box::new(move |tx| {
+            let result = f(tx);
+            let keep = matches!(result, Ok(Ok(_)));
+            let completion: Completion = Box::new(move |commit| {
+                let _ = sender.send(commit.and(result));
+            });
+            (keep, completion)
+        });
+        self.backend.submit_write(job)?;
+        receiver
+            .await
+            .map_err(|_| StoreError::Backend("write job was dropped".into()))?
+    }
+
+    /// Runs `f` in a read-only snapshot on a reader connection.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (sender, receiver) = oneshot::channel();
+        self.backend.submit_read(Box::new(move |tx| {
+            let _ = sender.send(f(tx));
+        }))?;
+        receiver
+            .await
+            .map_err(|_| StoreError::Backend("read job was dropped".into()))?
+    }
+}
