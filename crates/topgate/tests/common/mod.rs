@@ -1,0 +1,268 @@
+//! The integration harness: `spawn_app()` starts a real topgate on 127.0.0.1:0 over a fresh
+//! SQLite file seeded with the sandbox, and returns helpers to sign and send requests and to
+//! inspect the store through the admin operations.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use top_protocol::sign::sign_params;
+use top_protocol::{timestamp, ParamSet, SignMethod};
+use topgate::admin::ops;
+use topgate::clock::Clock;
+use topgate::config::Settings;
+use topgate::gateway::AppState;
+use topgate::Server;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+pub struct TestApp {
+    pub url: String,
+    pub base: String,
+    pub state: Arc<AppState>,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a sandbox server; `tweak` may change the settings first.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".into(),
+        database_url: Some(format!("sqlite://{}", dir.path().join("test.db").display())),
+        admin_token: Some(ADMIN_TOKEN.into()),
+        ..Settings::default()
+    };
+    tweak(&mut settings);
+    let server = Server::bind(settings, true, Clock::system())
+        .await
+        .expect("server binds");
+    let base = format!("http://{}", server.addr);
+    let state = Arc::clone(&server.state);
+    tokio::spawn(server.run());
+    TestApp {
+        url: format!("{base}/router/rest"),
+        base,
+        state,
+        http: reqwest::Client::builder()
+            .no_gzip()
+            .build()
+            .expect("client"),
+        _dir: dir,
+    }
+}
+
+/// A request under construction: system parameters of the sandbox app, signed on `send`.
+#[derive(Clone)]
+pub struct Req {
+    pub params: ParamSet,
+    pub secret: String,
+    pub sign_method: SignMethod,
+    /// Sign automatically (false to send a hand-made or missing `sign`).
+    pub auto_sign: bool,
+}
+
+impl Req {
+    /// `method` called by app `test` in JSON with md5, timestamp now.
+    pub fn new(method: &str) -> Self {
+        let mut params = ParamSet::new();
+        params.set("method", method);
+        params.set("app_key", "test");
+        params.set(
+            "timestamp",
+            timestamp::format_wall_clock(OffsetDateTime::now_utc()),
+        );
+        params.set("v", "2.0");
+        params.set("sign_method", "md5");
+        params.set("format", "json");
+        Self {
+            params,
+            secret: "test".into(),
+            sign_method: SignMethod::Md5,
+            auto_sign: true,
+        }
+    }
+
+    pub fn app(mut self, app_key: &str, secret: &str) -> Self {
+        self.params.set("app_key", app_key);
+        self.secret = secret.into();
+        self
+    }
+
+    pub fn param(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.params.set(name, value.into());
+        self
+    }
+
+    pub fn without(mut self, name: &str) -> Self {
+        self.params.remove(name);
+        self
+    }
+
+    pub fn sign_with(mut self, method: SignMethod) -> Self {
+        self.params.set("sign_method", method.as_wire());
+        self.sign_method = method;
+        self
+    }
+
+    pub fn session(self, key: &str) -> Self {
+        self.param("session", key)
+    }
+
+    pub fn signed(&self) -> ParamSet {
+        let mut p = self.params.clone();
+        if self.auto_sign {
+            p.remove("sign");
+            let sig = sign_params(self.sign_method, &self.secret, &p);
+            p.set("sign", sig);
+        }
+        p
+    }
+
+    pub fn form(&self) -> String {
+        self.signed().to_form()
+    }
+}
+
+impl TestApp {
+    /// POSTs the form body; returns the raw text (asserting HTTP 200).
+    pub async fn send(&self, req: &Req) -> String {
+        let resp = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(req.form())
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(resp.status(), 200);
+        resp.text().await.expect("body")
+    }
+
+    /// Sends a JSON-format request and parses the answer.
+    pub async fn send_json(&self, req: &Req) -> Value {
+        let text = self.send(req).await;
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    /// The `error_response` of an answer, panicking if it is a success.
+    pub async fn error(&self, req: &Req) -> Value {
+        let v = self.send_json(req).await;
+        v.get("error_response")
+            .cloned()
+            .unwrap_or_else(|| panic!("expected an error_response, got {v}"))
+    }
+
+    /// The object inside the success wrapper of `method`'s response.
+    pub async fn ok(&self, req: &Req) -> Value {
+        let v = self.send_json(req).await;
+        let method = req.params.get("method").unwrap_or_default().to_string();
+        v.get(top_protocol::response_name(&method))
+            .cloned()
+            .unwrap_or_else(|| panic!("expected a success, got {v}"))
+    }
+
+    /// A trade with everything attached (admin inspection).
+    pub async fn trade(&self, tid: i64) -> Value {
+        self.state
+            .store
+            .attempt(move |tx| Ok(ops::get_trade(tx, tid)))
+            .await
+            .expect("store")
+            .expect("trade exists")
+    }
+
+    pub async fn right_orders(&self) -> Value {
+        self.state
+            .store
+            .attempt(|tx| Ok(ops::list_right_orders(tx)))
+            .await
+            .expect("store")
+            .expect("listing")
+    }
+
+    pub async fn idempotency(&self) -> Value {
+        self.state
+            .store
+            .attempt(|tx| Ok(ops::list_idempotency(tx)))
+            .await
+            .expect("store")
+            .expect("listing")
+    }
+
+    /// Calls the admin HTTP API.
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("admin request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+/// The seed page's supplier example with real dates.
+pub fn supplier_example() -> Value {
+    serde_json::json!({
+        "biz_type": "30", "ext_info": "<\"key\", \"value\">", "notify_type": "1",
+        "offer_invalid_date": "2019-09-09 12:33:00", "offer_valid_date": "2018-09-09 12:33:00",
+        "order_no": "8888888", "out_order_no": "88888888", "receive_status": false,
+        "send_good_param": "iccid=888|TB1,999|TB2;invalidDate=20180909$12:33|TB1,20180909$12:33|TB2",
+        "iccid": "888888888", "user_id": "888888"
+    })
+}
+
+pub fn supplier(model: &Value) -> Req {
+    Req::new("alibaba.base.order.supplier.notify")
+        .param("param_flow_suppllier_notify_model", model.to_string())
+}
+
+pub fn pay_example() -> Value {
+    serde_json::json!({
+        "extend": "{}", "biz": "业务标识", "amount": 100, "phone_number": "18072887365",
+        "pay_time": 1661766890994i64, "right_code": "flowPacket",
+        "idempotent_id": "18072887365_11434434554", "biz_scene": "xx", "title": "流量包",
+        "channel_id": 1234, "source": "中国移动", "outer_order_id": "1057706761588580000"
+    })
+}
+
+pub fn pay(dto: &Value) -> Req {
+    Req::new("alibaba.diantao.tripartite.right.pay.notify")
+        .param("tripartite_pay_notify_dto", dto.to_string())
+}
+
+pub fn opentrade_example() -> Value {
+    serde_json::json!({
+        "sub_order_no": 212312, "order_no": 12345678, "success": true, "result_code": "0000",
+        "result_desc": "订购成功", "req_id": "channel_1212312",
+        "ext": "{\"firstChargeAmount\":\"100\",\"firstChargeTime\":\"1704038400000\"}"
+    })
+}
+
+pub fn opentrade(param0: &Value) -> Req {
+    Req::new("taobao.wt.trade.opentrade.resultcallback")
+        .session("test-session")
+        .param("param0", param0.to_string())
+}
+
+pub fn lianbei(biz_order_id: &str) -> Req {
+    Req::new("alibaba.alisports.lianbei.order.notice").param("biz_order_id", biz_order_id)
+}
