@@ -1,7 +1,55 @@
 //! An async client for TOP `router/rest` APIs, built on `top-protocol`'s signer and envelope
-//! reader: `TopClient::builder(url, app_key, secret)` then [`TopClient::call`] with any method
-//! and parameters. Errors keep TOP's `code`, `msg`, `sub_code`, `sub_msg` and `request_id`
-//! apart from transport failures.
+//! reader: `TopClient::builder(url, app_key, secret)`, then [`TopClient::execute`] with a typed
+//! request of [`apis`] or [`TopClient::call`] with any method and parameters. Errors keep TOP's
+//! `code`, `msg`, `sub_code`, `sub_msg` and `request_id` apart from transport failures.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let settings = topgate::config::Settings {
+//! #     listen: "127.0.0.1:0".into(),
+//! #     database_url: Some(format!("sqlite://{}", dir.path().join("doc.db").display())),
+//! #     ..Default::default()
+//! # };
+//! # let server = topgate::Server::bind(settings, true, topgate::clock::Clock::system()).await?;
+//! # let url = format!("http://{}/router/rest", server.addr);
+//! # tokio::spawn(server.run());
+//! use top_sdk::apis::LianbeiOrderNoticeRequest;
+//! use top_sdk::TopClient;
+//!
+//! // `url` is a topgate sandbox, e.g. http://127.0.0.1:8080/router/rest
+//! let client = TopClient::builder(url, "test", "test").build()?;
+//! let answer = client.execute(&LianbeiOrderNoticeRequest { biz_order_id: 1000 }).await?;
+//! assert_eq!(answer.result.alisp_code, 200);
+//! assert_eq!(answer.result.alisp_data.unwrap().buyer_nick, "买**称");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A TOP error keeps its parts:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let settings = topgate::config::Settings {
+//! #     listen: "127.0.0.1:0".into(),
+//! #     database_url: Some(format!("sqlite://{}", dir.path().join("doc.db").display())),
+//! #     ..Default::default()
+//! # };
+//! # let server = topgate::Server::bind(settings, true, topgate::clock::Clock::system()).await?;
+//! # let url = format!("http://{}/router/rest", server.addr);
+//! # tokio::spawn(server.run());
+//! let client = top_sdk::TopClient::builder(url, "test", "wrong-secret").build()?;
+//! let err = client.call("taobao.time.get", []).await.unwrap_err();
+//! assert_eq!(err.top().map(|e| e.code), Some(25));
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod apis;
+mod lenient;
 
 use std::time::Duration;
 
@@ -159,6 +207,15 @@ impl TopClient {
         let signature = sign::sign_params(self.sign_method, &self.secret, &set);
         set.set("sign", signature);
         set
+    }
+
+    /// Calls a typed API and decodes its response object.
+    pub async fn execute<R: apis::TopRequest>(&self, request: &R) -> Result<R::Response, Error> {
+        let params = request.params();
+        let response = self
+            .call(R::METHOD, params.iter().map(|(k, v)| (*k, v.as_str())))
+            .await?;
+        serde_json::from_value(response.body).map_err(|e| Error::Malformed(e.to_string()))
     }
 
     /// Calls `method` with business `params` (object parameters as JSON strings).

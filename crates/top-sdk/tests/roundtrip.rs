@@ -1,0 +1,174 @@
+//! The SDK round-trips every API with each sign method and each format (JSON, simplified JSON,
+//! XML) against a sandbox topgate started in-process on port 0.
+
+use top_protocol::{Format, SignMethod};
+use top_sdk::apis::*;
+use top_sdk::{Error, TopClient};
+
+async fn sandbox() -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = topgate::config::Settings {
+        listen: "127.0.0.1:0".into(),
+        database_url: Some(format!("sqlite://{}", dir.path().join("sdk.db").display())),
+        ..Default::default()
+    };
+    let server = topgate::Server::bind(settings, true, topgate::clock::Clock::system())
+        .await
+        .unwrap();
+    let url = format!("http://{}/router/rest", server.addr);
+    tokio::spawn(server.run());
+    (url, dir)
+}
+
+fn shipment() -> SupplierNotifyRequest {
+    SupplierNotifyRequest {
+        param_flow_suppllier_notify_model: FlowSuppllierNotifyModel {
+            biz_type: "30".into(),
+            notify_type: "1".into(),
+            order_no: "8888888".into(),
+            ext_info: Some("<\"key\", \"value\">".into()),
+            offer_invalid_date: Some("2019-09-09 12:33:00".into()),
+            offer_valid_date: Some("2018-09-09 12:33:00".into()),
+            out_order_no: Some("88888888".into()),
+            receive_status: Some(false),
+            send_good_param: Some(
+                "iccid=888|TB1,999|TB2;invalidDate=20180909$12:33|TB1,20180909$12:33|TB2".into(),
+            ),
+            iccid: Some("888888888".into()),
+            user_id: Some("888888".into()),
+        },
+    }
+}
+
+fn payment() -> RightPayNotifyRequest {
+    RightPayNotifyRequest {
+        tripartite_pay_notify_dto: TripartitePayNotifyDto {
+            extend: Some("{}".into()),
+            biz: Some("业务标识".into()),
+            amount: Some(100),
+            phone_number: Some("18072887365".into()),
+            pay_time: Some(1_661_766_890_994),
+            right_code: Some("flowPacket".into()),
+            idempotent_id: Some("18072887365_11434434554".into()),
+            biz_scene: Some("xx".into()),
+            title: Some("流量包".into()),
+            channel_id: Some(1234),
+            source: "中国移动".into(),
+            outer_order_id: "1057706761588580000".into(),
+        },
+    }
+}
+
+fn callback() -> OpentradeResultCallbackRequest {
+    OpentradeResultCallbackRequest {
+        param0: OrderResultDto {
+            sub_order_no: Some(212_312),
+            order_no: 12_345_678,
+            success: true,
+            result_code: Some("0000".into()),
+            result_desc: Some("订购成功".into()),
+            req_id: "channel_1212312".into(),
+            ext: Some(r#"{"firstChargeAmount":"100","firstChargeTime":"1704038400000"}"#.into()),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_with_every_sign_method_and_format() {
+    let (url, _dir) = sandbox().await;
+    let mut order_ids = Vec::new();
+    for sign_method in SignMethod::ALL {
+        for (format, simplify) in [
+            (Format::Json, false),
+            (Format::Json, true),
+            (Format::Xml, false),
+        ] {
+            let client = TopClient::builder(url.as_str(), "test", "test")
+                .sign_method(sign_method)
+                .format(format)
+                .simplify(simplify)
+                .session("test-session")
+                .build()
+                .unwrap();
+            let what = format!("{sign_method} {format:?} simplify={simplify}");
+            let notice = client
+                .execute(&LianbeiOrderNoticeRequest { biz_order_id: 1000 })
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(notice.result.alisp_code, 200, "{what}");
+            let dto = notice.result.alisp_data.expect("order data");
+            assert_eq!(
+                (dto.buyer_nick.as_str(), dto.mobile.as_str(), dto.status),
+                ("买**称", "138****00", 100)
+            );
+
+            let shipped = client
+                .execute(&shipment())
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(
+                shipped.result.success && shipped.result.model,
+                "{what}: {shipped:?}"
+            );
+            assert_eq!(shipped.result.code, "SUCCESS");
+
+            let paid = client
+                .execute(&payment())
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(paid.succ, "{what}: {paid:?}");
+            order_ids.push(paid.data.expect("data").order_id);
+
+            let done = client
+                .execute(&callback())
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(done.result.success, "{what}: {done:?}");
+            assert_eq!(done.result.error_code.as_deref(), Some("0000"));
+
+            let time = client.execute(&TimeGetRequest).await.unwrap();
+            assert_eq!(time.time.len(), 19);
+        }
+    }
+    // Replays of the same payment answer the same order every time.
+    order_ids.dedup();
+    assert_eq!(order_ids.len(), 1);
+}
+
+#[tokio::test]
+async fn errors_keep_code_sub_code_and_request_id() {
+    let (url, _dir) = sandbox().await;
+    for format in [Format::Json, Format::Xml] {
+        let client = TopClient::builder(url.as_str(), "test", "test")
+            .format(format)
+            .build()
+            .unwrap();
+        let err = client
+            .execute(&RightPayNotifyRequest::default())
+            .await
+            .unwrap_err();
+        match err {
+            Error::Top { error, request_id } => {
+                assert_eq!(error.code, 50);
+                assert_eq!(error.sub_code.as_deref(), Some("isv.missing-parameter"));
+                assert!(error.sub_msg.unwrap().starts_with("非法参数"));
+                assert!(request_id.is_some_and(|r| !r.is_empty()));
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = client
+            .execute(&OpentradeResultCallbackRequest {
+                param0: callback().param0,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.top().map(|e| e.code), Some(26));
+    }
+    let unreachable = TopClient::builder("http://127.0.0.1:9/router/rest", "test", "test")
+        .build()
+        .unwrap();
+    assert!(matches!(
+        unreachable.execute(&TimeGetRequest).await,
+        Err(Error::Transport(_))
+    ));
+}
