@@ -119,7 +119,7 @@ pub fn seed(tx: &mut dyn Tx, now_ms: i64) -> Result<bool, AdminError> {
         ),
     ];
     for (resource, body) in steps {
-        ops::create(tx, resource, body, now_ms)?;
+        ops::create(tx, resource, &body, now_ms)?;
     }
     Ok(true)
 }

@@ -47,14 +47,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+/// `Some(denial)` unless the request carries the configured bearer token.
+fn deny(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = state
         .settings
         .admin_token
         .as_deref()
         .filter(|t| !t.is_empty())
     else {
-        return Err(StatusCode::NOT_FOUND.into_response());
+        return Some(StatusCode::NOT_FOUND.into_response());
     };
     let given = headers
         .get("authorization")
@@ -62,21 +63,23 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
-        Ok(())
+        None
     } else {
-        Err((
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "bad or missing bearer token"})),
+        Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "bad or missing bearer token"})),
+            )
+                .into_response(),
         )
-            .into_response())
     }
 }
 
-async fn run<F>(state: &AppState, headers: &HeaderMap, f: F) -> Response
+async fn run<F>(state: &AppState, headers: &HeaderMap, mut f: F) -> Response
 where
-    F: FnOnce(&mut dyn crate::store::Tx, i64) -> Result<Value, AdminError> + Send + 'static,
+    F: FnMut(&mut dyn crate::store::Tx, i64) -> Result<Value, AdminError> + Send + 'static,
 {
-    if let Err(denied) = authorize(state, headers) {
+    if let Some(denied) = deny(state, headers) {
         return denied;
     }
     let now_ms = millis(state.clock.now());
@@ -99,7 +102,7 @@ async fn create(
 ) -> Response {
     let Json(body) = body;
     run(&state, &headers, move |tx, now| {
-        ops::create(tx, &resource, body, now)
+        ops::create(tx, &resource, &body, now)
     })
     .await
 }

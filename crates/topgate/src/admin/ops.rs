@@ -33,8 +33,8 @@ impl From<StoreError> for AdminError {
     }
 }
 
-fn from_json<T: for<'de> Deserialize<'de>>(body: Json) -> Result<T, AdminError> {
-    serde_json::from_value(body).map_err(|e| AdminError::Invalid(e.to_string()))
+fn from_json<T: for<'de> Deserialize<'de>>(body: &Json) -> Result<T, AdminError> {
+    T::deserialize(body).map_err(|e| AdminError::Invalid(e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -219,7 +219,7 @@ pub const RESOURCES: &[&str] = &[
 pub fn create(
     tx: &mut dyn Tx,
     resource: &str,
-    body: Json,
+    body: &Json,
     now_ms: i64,
 ) -> Result<Json, AdminError> {
     match resource {

@@ -420,7 +420,7 @@ fn receipt(
 fn quantity(tx: &mut dyn Tx, tid: i64) -> Result<i64, StoreError> {
     Ok(tx
         .query_opt(
-            "SELECT COALESCE(SUM(quantity), 0) FROM sub_orders WHERE tid = ?",
+            "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM sub_orders WHERE tid = ?",
             args![tid],
         )?
         .map_or(0, |r| r.i64(0)))

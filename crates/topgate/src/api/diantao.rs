@@ -5,9 +5,11 @@
 //! same payload under a known key replays the first answer; a different one is `10005`
 //! (idempotent id) or `10006` (outer order id). Both keys are unique in the database as well,
 //! so concurrent duplicates cannot create two orders. `open_id` is a keyed hash of (app, user):
-//! stable for one app, different across apps. Choices: `phone_number` is required (it is the only
-//! user key); `amount` defaults to 0 and `pay_time` to the receive time; success omits
-//! `msg_code`/`msg_info`; `biz` is free text up to 64 characters, as the page's example shows.
+//! stable for one app, different across apps; apps of one provider share its keys and orders, so
+//! a replay answers the first `order_id` with the *caller's* `open_id` (byte-identical for the
+//! app first answered). Choices: `phone_number` is required (it is the only user key); `amount`
+//! defaults to 0 and `pay_time` to the receive time; success omits `msg_code`/`msg_info`; `biz`
+//! is free text up to 64 characters, as the page's example shows.
 
 use hmac::{Hmac, Mac};
 use serde_json::json;
@@ -227,14 +229,18 @@ fn apply(
         .map(|id| format!("idempotent:{id}"));
     if let Some(key) = &idem_key {
         match idempotency::lookup(tx, &scope, key, &full_hash)? {
-            idempotency::Recorded::Replay(body) => return Ok(Ok(parse_body(&body))),
+            idempotency::Recorded::Replay(body) => {
+                return Ok(Ok(replay(tx, &body, app_key, open_id_key)?))
+            }
             idempotency::Recorded::Conflict => return Ok(Err(("10005", "幂等ID已被其他请求使用"))),
             idempotency::Recorded::New => {}
         }
     }
     let outer_key = format!("outer:{}", n.outer_order_id);
     match idempotency::lookup(tx, &scope, &outer_key, &payment_hash)? {
-        idempotency::Recorded::Replay(body) => return Ok(Ok(parse_body(&body))),
+        idempotency::Recorded::Replay(body) => {
+            return Ok(Ok(replay(tx, &body, app_key, open_id_key)?))
+        }
         idempotency::Recorded::Conflict => return Ok(Err(("10006", "外部订单号已被其他请求使用"))),
         idempotency::Recorded::New => {}
     }
@@ -287,4 +293,25 @@ fn apply(
 
 fn parse_body(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_default()
+}
+
+/// A recorded answer for the calling app: the same order, with the caller's own `open_id`
+/// (another app of the same provider must never see the first app's id for the user).
+fn replay(
+    tx: &mut dyn Tx,
+    body: &str,
+    app_key: &str,
+    open_id_key: &str,
+) -> Result<serde_json::Value, StoreError> {
+    let mut data = parse_body(body);
+    let order_id = data["order_id"].as_str().and_then(super::parse_i64);
+    if let Some(order_id) = order_id {
+        if let Some(row) = tx.query_opt(
+            "SELECT user_id FROM right_orders WHERE order_id = ?",
+            args![order_id],
+        )? {
+            data["open_id"] = json!(open_id(open_id_key, app_key, row.i64(0)));
+        }
+    }
+    Ok(data)
 }

@@ -251,7 +251,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let body = json!({"app_key": app_key, "secret": secret, "name": name,
                         "methods": (!methods.is_empty()).then_some(methods), "calls_per_second": calls_per_second,
                         "supplier_id": supplier_id, "partner_id": partner_id, "provider_id": provider_id, "seller_id": seller_id});
-                    admin(&store, move |tx| ops::create(tx, "apps", body, now_ms)).await?
+                    admin(&store, move |tx| ops::create(tx, "apps", &body, now_ms)).await?
                 }
                 AppCommand::List => {
                     admin(&store, |tx| {
@@ -289,7 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => {
             let store = open_store()?;
             let body = json!({"app_key": app_key, "user_id": user_id, "ttl_secs": ttl_secs});
-            print_json(&admin(&store, move |tx| ops::create(tx, "sessions", body, now_ms)).await?);
+            print_json(&admin(&store, move |tx| ops::create(tx, "sessions", &body, now_ms)).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Sign {
@@ -355,7 +355,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let out = match cmd {
                 AdminCommand::Create { resource, json } => {
                     let body: Value = serde_json::from_str(&json)?;
-                    admin(&store, move |tx| ops::create(tx, &resource, body, now_ms)).await?
+                    admin(&store, move |tx| ops::create(tx, &resource, &body, now_ms)).await?
                 }
                 AdminCommand::Trade { tid, event: None } => {
                     admin(&store, move |tx| ops::get_trade(tx, tid)).await?
@@ -399,9 +399,9 @@ async fn set_enabled(store: &Store, app_key: String, enabled: bool) -> anyhow::R
 }
 
 /// Runs an admin operation in one write transaction; a refusal changes nothing.
-async fn admin<F>(store: &Store, f: F) -> anyhow::Result<Value>
+async fn admin<F>(store: &Store, mut f: F) -> anyhow::Result<Value>
 where
-    F: FnOnce(&mut dyn crate::store::Tx) -> Result<Value, ops::AdminError> + Send + 'static,
+    F: FnMut(&mut dyn crate::store::Tx) -> Result<Value, ops::AdminError> + Send + 'static,
 {
     let outcome = store.attempt(move |tx| Ok::<_, StoreError>(f(tx))).await?;
     outcome.map_err(|e| anyhow::anyhow!(e))

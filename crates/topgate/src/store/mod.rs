@@ -9,6 +9,7 @@
 //! Integrity rules (uniqueness of idempotency keys, ICCIDs, outer order ids; allowed status
 //! values) are database constraints, so they hold whatever the number of writers.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -106,6 +107,9 @@ pub enum StoreError {
     /// The database could not be reached or failed; the message is for the log only.
     #[error("database failure: {0}")]
     Backend(String),
+    /// The transaction lost a race with another one (serialization failure, deadlock).
+    #[error("transaction conflict: {0}")]
+    Conflict(String),
     /// The job itself reported a failure (its work was rolled back).
     #[error("{0}")]
     Aborted(String),
@@ -123,17 +127,65 @@ pub trait Tx {
     }
 }
 
-type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-/// A write job: runs in the writer's transaction, says whether to keep its changes, and gets
-/// the batch's commit result through its completion.
-pub type WriteJob = Box<dyn FnOnce(&mut dyn Tx) -> (bool, Completion) + Send>;
+/// A unit of write work. A backend runs it in a transaction, may run it again in a fresh one
+/// when it lost a race ([`WriteWork::retryable`]), and finally hands it the commit's outcome.
+pub trait WriteWork: Send {
+    /// Runs the work; returns whether its changes should be kept.
+    fn run(&mut self, tx: &mut dyn Tx) -> bool;
+    /// Whether the last run failed on a conflict that a fresh transaction may not meet.
+    fn retryable(&self) -> bool;
+    /// Delivers the result, or `commit`'s failure.
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+pub type WriteJob = Box<dyn WriteWork>;
 pub type ReadJob = Box<dyn FnOnce(&mut dyn Tx) + Send>;
+
+struct Work<F, T, R> {
+    f: F,
+    result: Option<Result<Result<T, R>, StoreError>>,
+    sender: oneshot::Sender<Result<Result<T, R>, StoreError>>,
+}
+
+impl<F, T, R> WriteWork for Work<F, T, R>
+where
+    F: FnMut(&mut dyn Tx) -> Result<Result<T, R>, StoreError> + Send,
+    T: Send,
+    R: Send,
+{
+    fn run(&mut self, tx: &mut dyn Tx) -> bool {
+        let result = (self.f)(tx);
+        let keep = matches!(result, Ok(Ok(_)));
+        self.result = Some(result);
+        keep
+    }
+
+    fn retryable(&self) -> bool {
+        matches!(
+            self.result,
+            Some(Err(StoreError::Constraint(_) | StoreError::Conflict(_)))
+        )
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        let result = match (commit, self.result) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(StoreError::Backend("write job never ran".into())),
+        };
+        let _ = self.sender.send(result);
+    }
+}
 
 /// What a database backend provides.
 pub trait Backend: Send + Sync {
     fn submit_write(&self, job: WriteJob) -> Result<(), StoreError>;
     fn submit_read(&self, job: ReadJob) -> Result<(), StoreError>;
     fn describe(&self) -> String;
+    /// Whether several server processes may share this database (then limits live in it too).
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// A cheap-to-clone handle on the configured database.
@@ -148,9 +200,7 @@ impl Store {
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let backend: Arc<dyn Backend> =
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                return Err(StoreError::Backend(
-                    "PostgreSQL is not supported by this build yet".into(),
-                ));
+                Arc::new(postgres::PgBackend::open(url)?)
             } else {
                 Arc::new(sqlite::SqliteBackend::open(sqlite::path_from_url(url))?)
             };
@@ -161,13 +211,19 @@ impl Store {
         self.backend.describe()
     }
 
+    /// Whether other server processes may share this database.
+    pub fn is_shared(&self) -> bool {
+        self.backend.shared()
+    }
+
     /// Runs `f` in a write transaction and answers once its change is durably committed. An
     /// `Err` from `f` rolls its own changes back and is returned as is.
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
     {
+        let mut f = f;
         match self
             .attempt(move |tx| f(tx).map(Ok::<T, std::convert::Infallible>))
             .await?
@@ -179,22 +235,20 @@ impl Store {
 
     /// Like [`Store::write`] for business steps that may be refused: an `Ok(Err(refusal))`
     /// rolls back everything the step did (a refusal changes nothing) and is returned as is.
+    /// `f` may run more than once: a backend with concurrent writers reruns it in a fresh
+    /// transaction when it lost a race, so it must not have effects outside `tx`.
     pub async fn attempt<T, R, F>(&self, f: F) -> Result<Result<T, R>, StoreError>
     where
         T: Send + 'static,
         R: Send + 'static,
-        F: FnOnce(&mut dyn Tx) -> Result<Result<T, R>, StoreError> + Send + 'static,
+        F: FnMut(&mut dyn Tx) -> Result<Result<T, R>, StoreError> + Send + 'static,
     {
         let (sender, receiver) = oneshot::channel();
-        let job: WriteJob = Box::new(move |tx| {
-            let result = f(tx);
-            let keep = matches!(result, Ok(Ok(_)));
-            let completion: Completion = Box::new(move |commit| {
-                let _ = sender.send(commit.and(result));
-            });
-            (keep, completion)
-        });
-        self.backend.submit_write(job)?;
+        self.backend.submit_write(Box::new(Work {
+            f,
+            result: None,
+            sender,
+        }))?;
         receiver
             .await
             .map_err(|_| StoreError::Backend("write job was dropped".into()))?

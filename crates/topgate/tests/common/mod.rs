@@ -29,12 +29,39 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// The database of a test: a fresh SQLite file, or, when `TOPGATE_TEST_DATABASE=postgres`, a
+/// fresh database on the PostgreSQL server of `TOPGATE_TEST_PG_URL` (default: the local one).
+pub async fn test_database_url(dir: &std::path::Path) -> String {
+    match std::env::var("TOPGATE_TEST_DATABASE").as_deref() {
+        Ok("postgres") => {
+            use sqlx::Connection;
+            let admin = std::env::var("TOPGATE_TEST_PG_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "TOPGATE_TEST_DATABASE=postgres but no PostgreSQL server at {admin}: {e}"
+                    )
+                });
+            let name = format!("topgate_test_{}", topgate::apps::random_token(16));
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            format!("{base}/{name}")
+        }
+        _ => format!("sqlite://{}", dir.join("test.db").display()),
+    }
+}
+
 /// Starts a sandbox server; `tweak` may change the settings first.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings {
         listen: "127.0.0.1:0".into(),
-        database_url: Some(format!("sqlite://{}", dir.path().join("test.db").display())),
+        database_url: Some(test_database_url(dir.path()).await),
         admin_token: Some(ADMIN_TOKEN.into()),
         ..Settings::default()
     };

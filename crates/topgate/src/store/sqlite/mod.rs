@@ -192,22 +192,18 @@ fn run_writer(conn: Connection, jobs: Receiver<WriteJob>) {
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             let err = map_err(e);
             for job in batch {
-                // Run nothing: hand each job the failure through a no-op transaction.
-                let (_, completion) = job(&mut FailedTx(err.clone()));
-                completion(Err(err.clone()));
+                job.finish(Err(err.clone()));
             }
             continue;
         }
-        let mut completions = Vec::with_capacity(batch.len());
-        for job in batch {
+        let mut ran = Vec::with_capacity(batch.len());
+        for mut job in batch {
             if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-                completions.push(Err(map_err(e)));
-                drop(job);
+                job.finish(Err(map_err(e)));
                 continue;
             }
-            let outcome = catch_unwind(AssertUnwindSafe(|| job(&mut SqliteTx(&conn))));
-            let keep = matches!(outcome, Ok((true, _)));
-            let step = if keep {
+            let keep = catch_unwind(AssertUnwindSafe(|| job.run(&mut SqliteTx(&conn))));
+            let step = if matches!(keep, Ok(true)) {
                 conn.execute_batch("RELEASE job")
             } else {
                 conn.execute_batch("ROLLBACK TO job; RELEASE job")
@@ -215,16 +211,17 @@ fn run_writer(conn: Connection, jobs: Receiver<WriteJob>) {
             if let Err(e) = step {
                 tracing::error!(error = %e, "savepoint step failed");
             }
-            if let Ok((_, completion)) = outcome {
-                completions.push(Ok(completion));
+            match keep {
+                Ok(_) => ran.push(job),
+                Err(_) => job.finish(Err(StoreError::Backend("write job panicked".into()))),
             }
         }
         let commit = conn.execute_batch("COMMIT").map_err(map_err);
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
-        for completion in completions.into_iter().flatten() {
-            completion(commit.clone());
+        for job in ran {
+            job.finish(commit.clone());
         }
     }
 }

@@ -1,0 +1,399 @@
+//! The PostgreSQL backend, for several stateless gateway nodes over one database.
+//!
+//! Business code stays synchronous: a few writer and reader threads each run one job at a time
+//! on a pooled connection, driving sqlx on a shared I/O runtime. Writes run at SERIALIZABLE
+//! isolation; a job that lost a race (serialization failure, deadlock, or a unique key another
+//! transaction committed first) is rerun in a fresh transaction, where it sees the winner's
+//! row and answers as a replay or a refusal. The schema is the SQLite one with BIGINT integers,
+//! so the same `?`-placeholder SQL runs on both (placeholders become `$n` here).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::{Column, Either, Executor, PgPool, Postgres, Row as _, Statement, TypeInfo};
+use tokio::runtime::{Handle, Runtime};
+
+use super::{Backend, ReadJob, Row, SqlValue, StoreError, Tx, WriteJob};
+
+const WRITERS: usize = 8;
+const READERS: usize = 4;
+/// Attempts of one write job before its conflict is reported.
+const MAX_ATTEMPTS: u32 = 12;
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("0001_init.sql"))];
+/// Serialises schema migrations of nodes starting together.
+const MIGRATION_LOCK: i64 = 0x746f_7067_6174;
+
+/// One I/O runtime for every PostgreSQL store of the process (tests open many).
+fn io_runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("pg-io")
+            .enable_all()
+            .build()
+            .expect("the PostgreSQL I/O runtime starts")
+    })
+}
+
+pub struct PgBackend {
+    description: String,
+    writer: Mutex<Sender<WriteJob>>,
+    readers: Mutex<Sender<ReadJob>>,
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        let code = db.code().unwrap_or_default();
+        if code == "40001" || code == "40P01" {
+            return StoreError::Conflict(db.message().to_string());
+        }
+        if code.starts_with("23") {
+            return StoreError::Constraint(db.message().to_string());
+        }
+    }
+    StoreError::Backend(e.to_string())
+}
+
+/// `?` → `$1`, `$2`, … outside string literals.
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    let mut quoted = false;
+    for c in sql.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Hides the password of a URL for logs and `describe`.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+struct PgTx<'c> {
+    handle: &'c Handle,
+    conn: &'c mut PoolConnection<Postgres>,
+}
+
+impl PgTx<'_> {
+    fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        let conn = &mut **self.conn;
+        self.handle
+            .block_on(sqlx::raw_sql(sql).execute(conn))
+            .map(|_| ())
+            .map_err(map_err)
+    }
+
+    async fn run(
+        conn: &mut sqlx::PgConnection,
+        sql: &str,
+        args: &[SqlValue],
+        fetch: bool,
+    ) -> Result<(u64, Vec<Row>), sqlx::Error> {
+        let sql = numbered(sql);
+        let statement = conn.prepare(&sql).await?;
+        let types: Vec<String> = match statement.parameters() {
+            Some(Either::Left(types)) => types.iter().map(|t| t.name().to_string()).collect(),
+            _ => Vec::new(),
+        };
+        let mut query = statement.query();
+        for (i, value) in args.iter().enumerate() {
+            let ty = types.get(i).map(String::as_str).unwrap_or("INT8");
+            query = match (value, ty) {
+                (SqlValue::Int(v), "INT4") => query.bind(i32::try_from(*v).unwrap_or(i32::MAX)),
+                (SqlValue::Int(v), "BOOL") => query.bind(*v != 0),
+                (SqlValue::Int(v), "TEXT" | "VARCHAR") => query.bind(v.to_string()),
+                (SqlValue::Int(v), _) => query.bind(*v),
+                (SqlValue::Text(t), _) => query.bind(t.as_str()),
+                (SqlValue::Null, "TEXT" | "VARCHAR") => query.bind(None::<String>),
+                (SqlValue::Null, "INT4") => query.bind(None::<i32>),
+                (SqlValue::Null, _) => query.bind(None::<i64>),
+            };
+        }
+        if fetch {
+            let rows = query.fetch_all(&mut *conn).await?;
+            Ok((0, rows.iter().map(decode).collect()))
+        } else {
+            Ok((query.execute(&mut *conn).await?.rows_affected(), Vec::new()))
+        }
+    }
+}
+
+fn decode(row: &PgRow) -> Row {
+    let values = row
+        .columns()
+        .iter()
+        .map(|col| {
+            let i = col.ordinal();
+            let int = |v: Option<i64>| v.map_or(SqlValue::Null, SqlValue::Int);
+            match col.type_info().name() {
+                "INT8" => int(row.try_get::<Option<i64>, _>(i).ok().flatten()),
+                "INT4" => int(row
+                    .try_get::<Option<i32>, _>(i)
+                    .ok()
+                    .flatten()
+                    .map(i64::from)),
+                "INT2" => int(row
+                    .try_get::<Option<i16>, _>(i)
+                    .ok()
+                    .flatten()
+                    .map(i64::from)),
+                "BOOL" => int(row
+                    .try_get::<Option<bool>, _>(i)
+                    .ok()
+                    .flatten()
+                    .map(i64::from)),
+                _ => row
+                    .try_get::<Option<String>, _>(i)
+                    .ok()
+                    .flatten()
+                    .map_or(SqlValue::Null, SqlValue::Text),
+            }
+        })
+        .collect();
+    Row(values)
+}
+
+impl Tx for PgTx<'_> {
+    fn execute(&mut self, sql: &str, args: &[SqlValue]) -> Result<u64, StoreError> {
+        let conn = &mut **self.conn;
+        self.handle
+            .block_on(Self::run(conn, sql, args, false))
+            .map(|(n, _)| n)
+            .map_err(map_err)
+    }
+
+    fn query(&mut self, sql: &str, args: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
+        let conn = &mut **self.conn;
+        self.handle
+            .block_on(Self::run(conn, sql, args, true))
+            .map(|(_, rows)| rows)
+            .map_err(map_err)
+    }
+}
+
+async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let result = async {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await?;
+        for (version, sql) in MIGRATIONS {
+            let done: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if done == 0 {
+                sqlx::raw_sql(&format!(
+                    "BEGIN; {sql}; INSERT INTO schema_migrations VALUES ({version}, (extract(epoch from now()) * 1000)::bigint); COMMIT;"
+                ))
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Ok::<_, sqlx::Error>(())
+    }
+    .await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    result
+}
+
+impl PgBackend {
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let handle = io_runtime().handle().clone();
+        let connect_url = url.to_string();
+        // Connecting blocks; do it off any async context the caller may be in.
+        let pool = std::thread::scope(|s| {
+            s.spawn(|| {
+                handle.block_on(async {
+                    let pool = PgPoolOptions::new()
+                        .max_connections((WRITERS + READERS) as u32)
+                        .acquire_timeout(Duration::from_secs(10))
+                        .connect(&connect_url)
+                        .await?;
+                    migrate(&pool).await?;
+                    Ok::<_, sqlx::Error>(pool)
+                })
+            })
+            .join()
+        })
+        .map_err(|_| StoreError::Backend("PostgreSQL setup panicked".into()))?
+        .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", redact(url))))?;
+
+        let (write_tx, write_rx) = mpsc::channel::<WriteJob>();
+        let write_rx = Arc::new(Mutex::new(write_rx));
+        for i in 0..WRITERS {
+            let (pool, handle, rx) = (pool.clone(), handle.clone(), Arc::clone(&write_rx));
+            std::thread::Builder::new()
+                .name(format!("pg-writer-{i}"))
+                .spawn(move || run_writer(&handle, &pool, &rx))
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+        }
+        let (read_tx, read_rx) = mpsc::channel::<ReadJob>();
+        let read_rx = Arc::new(Mutex::new(read_rx));
+        for i in 0..READERS {
+            let (pool, handle, rx) = (pool.clone(), handle.clone(), Arc::clone(&read_rx));
+            std::thread::Builder::new()
+                .name(format!("pg-reader-{i}"))
+                .spawn(move || run_reader(&handle, &pool, &rx))
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+        }
+        Ok(Self {
+            description: redact(url),
+            writer: Mutex::new(write_tx),
+            readers: Mutex::new(read_tx),
+        })
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Backend("database threads have stopped".into())
+}
+
+impl Backend for PgBackend {
+    fn submit_write(&self, job: WriteJob) -> Result<(), StoreError> {
+        let sender = self.writer.lock().map_err(|_| closed())?.clone();
+        sender.send(job).map_err(|_| closed())
+    }
+
+    fn submit_read(&self, job: ReadJob) -> Result<(), StoreError> {
+        let sender = self.readers.lock().map_err(|_| closed())?.clone();
+        sender.send(job).map_err(|_| closed())
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+}
+
+fn next<T>(jobs: &Mutex<Receiver<T>>) -> Option<T> {
+    jobs.lock().ok()?.recv().ok()
+}
+
+fn run_writer(handle: &Handle, pool: &PgPool, jobs: &Mutex<Receiver<WriteJob>>) {
+    // Pooled connections return to the pool on a task of the I/O runtime when dropped.
+    let _context = handle.enter();
+    while let Some(mut job) = next(jobs) {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut conn = match handle.block_on(pool.acquire()) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    job.finish(Err(map_err(e)));
+                    break;
+                }
+            };
+            let mut tx = PgTx {
+                handle,
+                conn: &mut conn,
+            };
+            if let Err(e) = tx.batch("BEGIN ISOLATION LEVEL SERIALIZABLE") {
+                job.finish(Err(e));
+                break;
+            }
+            let keep = catch_unwind(AssertUnwindSafe(|| job.run(&mut tx)));
+            let commit = match keep {
+                Ok(true) => tx.batch("COMMIT"),
+                Ok(false) => tx.batch("ROLLBACK"),
+                Err(_) => {
+                    let _ = tx.batch("ROLLBACK");
+                    Err(StoreError::Backend("write job panicked".into()))
+                }
+            };
+            let lost_race = job.retryable() || matches!(commit, Err(StoreError::Conflict(_)));
+            if lost_race && attempt < MAX_ATTEMPTS && keep.is_ok() {
+                let _ = tx.batch("ROLLBACK");
+                drop(conn);
+                let jitter = u64::from(rand::random::<u8>() % 8);
+                std::thread::sleep(Duration::from_millis(u64::from(attempt) * 2 + jitter));
+                continue;
+            }
+            job.finish(commit);
+            break;
+        }
+    }
+}
+
+fn run_reader(handle: &Handle, pool: &PgPool, jobs: &Mutex<Receiver<ReadJob>>) {
+    let _context = handle.enter();
+    while let Some(job) = next(jobs) {
+        let mut conn = match handle.block_on(pool.acquire()) {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::error!(error = %e, "no PostgreSQL connection for a read");
+                continue;
+            }
+        };
+        let mut tx = PgTx {
+            handle,
+            conn: &mut conn,
+        };
+        if tx
+            .batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .is_err()
+        {
+            continue;
+        }
+        let _ = catch_unwind(AssertUnwindSafe(|| job(&mut tx)));
+        let _ = tx.batch("COMMIT");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_outside_literals() {
+        assert_eq!(
+            numbered("SELECT ? , '?' FROM t WHERE a = ? AND b IN (?, ?)"),
+            "SELECT $1 , '?' FROM t WHERE a = $2 AND b IN ($3, $4)"
+        );
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}
