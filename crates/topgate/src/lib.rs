@@ -12,6 +12,7 @@ pub mod apps;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod events;
 pub mod gateway;
 pub mod sandbox;
 pub mod store;

@@ -117,6 +117,13 @@ pub fn apply(
     values.extend(from.iter().map(|s| (*s).into()));
     let changed = tx.execute(&sql, &values)? == 1;
     if changed {
+        crate::events::emit(
+            tx,
+            "trade.status_changed",
+            &format!("trade:{tid}"),
+            &serde_json::json!({"tid": tid, "event": format!("{event:?}").to_lowercase(), "status": to}),
+            now_ms,
+        )?;
         tx.execute(
             "UPDATE sub_orders SET status = ? WHERE tid = ? AND status NOT IN ('TRADE_CLOSED', 'TRADE_CLOSED_BY_TAOBAO')",
             args![to, tid],

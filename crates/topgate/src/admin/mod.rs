@@ -156,8 +156,8 @@ async fn right_order_event(
     Path((id, event)): Path<(i64, String)>,
     headers: HeaderMap,
 ) -> Response {
-    run(&state, &headers, move |tx, _| {
-        ops::right_order_event(tx, id, &event)
+    run(&state, &headers, move |tx, now| {
+        ops::right_order_event(tx, id, &event, now)
     })
     .await
 }

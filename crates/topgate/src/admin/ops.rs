@@ -568,7 +568,12 @@ pub fn get_right_order(tx: &mut dyn Tx, order_id: i64) -> Result<Json, AdminErro
 }
 
 /// `finish` (PAID → FINISHED) or `refund` (PAID → REFUNDED).
-pub fn right_order_event(tx: &mut dyn Tx, order_id: i64, event: &str) -> Result<Json, AdminError> {
+pub fn right_order_event(
+    tx: &mut dyn Tx,
+    order_id: i64,
+    event: &str,
+    now_ms: i64,
+) -> Result<Json, AdminError> {
     let to = match event {
         "finish" => "FINISHED",
         "refund" => "REFUNDED",
@@ -588,6 +593,13 @@ pub fn right_order_event(tx: &mut dyn Tx, order_id: i64, event: &str) -> Result<
             "right order {order_id} is not PAID"
         )));
     }
+    crate::events::emit(
+        tx,
+        "right_order.status_changed",
+        &format!("right_order:{order_id}"),
+        &json!({"order_id": order_id.to_string(), "status": to}),
+        now_ms,
+    )?;
     get_right_order(tx, order_id)
 }
 

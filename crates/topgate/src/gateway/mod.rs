@@ -247,10 +247,20 @@ async fn process(
         return Err(TopError::invalid_signature());
     }
     if let Some(per_second) = limit.filter(|_| !app.sandbox) {
-        state
-            .limits
-            .check(&app.app_key, spec.name, per_second)
-            .map_err(TopError::app_call_limited)?;
+        let verdict = if state.store.is_shared() {
+            limits::check_shared(
+                &state.store,
+                &app.app_key,
+                spec.name,
+                per_second,
+                crate::clock::millis(now),
+            )
+            .await
+            .map_err(internal)?
+        } else {
+            state.limits.check(&app.app_key, spec.name, per_second)
+        };
+        verdict.map_err(TopError::app_call_limited)?;
     }
     let session_key = params
         .get_non_empty("session")

@@ -23,7 +23,10 @@ const WRITERS: usize = 8;
 const READERS: usize = 4;
 /// Attempts of one write job before its conflict is reported.
 const MAX_ATTEMPTS: u32 = 12;
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("0001_init.sql")),
+    (2, include_str!("0002_limits_and_outbox.sql")),
+];
 /// Serialises schema migrations of nodes starting together.
 const MIGRATION_LOCK: i64 = 0x746f_7067_6174;
 

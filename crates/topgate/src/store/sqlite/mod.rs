@@ -21,7 +21,10 @@ use super::{Backend, ReadJob, Row, SqlValue, StoreError, Tx, WriteJob};
 pub const MAX_BATCH: usize = 256;
 const READERS: usize = 4;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("0001_init.sql")),
+    (2, include_str!("0002_limits_and_outbox.sql")),
+];
 
 /// `sqlite://path`, `sqlite:path` or a bare path.
 pub fn path_from_url(url: &str) -> PathBuf {
