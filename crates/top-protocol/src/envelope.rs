@@ -4,6 +4,8 @@
 //! wrapper name follows the TOP rule: drop a leading `taobao.`, dots become underscores, then
 //! `_response`. Lists are `{"field":{"item":[…]}}` wrapped, plain arrays when simplified, and
 //! `<field list="true"><item>…</item></field>` in XML. Errors are always `error_response`.
+//! XML text is escaped, and characters XML 1.0 cannot carry (C0 controls other than tab, LF and
+//! CR; U+FFFE, U+FFFF) become U+FFFD, so an echoed client value never breaks a client's parser.
 
 use crate::error::TopError;
 
@@ -255,8 +257,22 @@ fn close_tag(out: &mut String, name: &str) {
 
 fn write_xml_leaf(out: &mut String, name: &str, text: &str) {
     open_tag(out, name, false);
-    out.push_str(&quick_xml::escape::escape(text));
+    if text.chars().any(not_xml_char) {
+        let clean: String = text
+            .chars()
+            .map(|c| if not_xml_char(c) { '\u{FFFD}' } else { c })
+            .collect();
+        out.push_str(&quick_xml::escape::escape(clean.as_str()));
+    } else {
+        out.push_str(&quick_xml::escape::escape(text));
+    }
     close_tag(out, name);
+}
+
+/// Characters XML 1.0 cannot carry, even escaped (C0 controls other than tab, LF and CR, and
+/// U+FFFE/U+FFFF): XML parsers reject a document holding one.
+fn not_xml_char(c: char) -> bool {
+    matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}')
 }
 
 fn write_xml_fields(out: &mut String, obj: &Object) {
@@ -329,6 +345,13 @@ mod tests {
             write_success("taobao.a.b", &sample(), "rid", Format::Xml, false),
             r#"<?xml version="1.0" encoding="utf-8" ?><a_b_response><result><code>SUCCESS</code><model>true</model><n>5</n><ids list="true"><number>1</number><number>2</number></ids></result><request_id>rid</request_id></a_b_response>"#
         );
+    }
+
+    #[test]
+    fn xml_replaces_characters_xml_cannot_carry() {
+        let body = Object::new().field("t", "a\u{1}b\u{fffe}\tc");
+        assert!(write_success("m", &body, "r", Format::Xml, false)
+            .contains("<t>a\u{FFFD}b\u{FFFD}\tc</t>"));
     }
 
     #[test]

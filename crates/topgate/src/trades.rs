@@ -125,7 +125,7 @@ pub fn apply(
             now_ms,
         )?;
         tx.execute(
-            "UPDATE sub_orders SET status = ? WHERE tid = ? AND status NOT IN ('TRADE_CLOSED', 'TRADE_CLOSED_BY_TAOBAO')",
+            "UPDATE sub_orders SET status = ? WHERE tid = ? AND status NOT IN ('TRADE_FINISHED', 'TRADE_CLOSED', 'TRADE_CLOSED_BY_TAOBAO')",
             args![to, tid],
         )?;
     }

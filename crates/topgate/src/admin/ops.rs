@@ -516,6 +516,7 @@ pub fn trade_event(
             "unknown event {event}; pay, cancel, consign, confirm or refund"
         ))
     })?;
+    tx.lock_row("trades", "tid", tid)?;
     let t = trades::load(tx, tid)?.ok_or_else(|| AdminError::NotFound(format!("trade {tid}")))?;
     if !trades::apply(tx, tid, ev, now_ms)? {
         return Err(AdminError::Conflict(format!(
@@ -524,9 +525,16 @@ pub fn trade_event(
         )));
     }
     if ev == TradeEvent::Refund {
+        // Sub-orders refunded one by one (a failed opentrade sub-order) are not refunded twice.
+        let refunded = tx
+            .query_opt(
+                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds WHERE tid = ?",
+                args![tid],
+            )?
+            .map_or(0, |r| r.i64(0));
         tx.execute(
             "INSERT INTO refunds (tid, amount, reason, created_at) VALUES (?, ?, 'admin refund', ?)",
-            args![tid, t.payment, now_ms],
+            args![tid, (t.payment - refunded).max(0), now_ms],
         )?;
     }
     get_trade(tx, tid)

@@ -249,6 +249,7 @@ fn apply(
     n: &Notice,
     now_ms: i64,
 ) -> Result<Result<(), Refusal>, StoreError> {
+    tx.lock_row("trades", "tid", n.order_no)?;
     let Some(trade) = trades::load(tx, n.order_no)?.filter(|t| t.biz_kind == "CARRIER") else {
         return refuse("ORDER_NOT_FOUND", format!("order {} not found", n.order_no));
     };

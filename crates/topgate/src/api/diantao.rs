@@ -12,6 +12,7 @@
 //! is free text up to 64 characters, as the page's example shows.
 
 use hmac::{Hmac, Mac};
+use rand::Rng;
 use serde_json::json;
 use sha2::Sha256;
 use top_protocol::registry::{MethodSpec, ParamKind, ParamSpec};
@@ -271,12 +272,9 @@ fn apply(
         }
     }
     let open_id = open_id(open_id_key, app_key, user_id);
-    let order_id = tx
-        .query_opt(
-            "SELECT COALESCE(MAX(order_id), 128417851249000) + 1 FROM right_orders",
-            &[],
-        )?
-        .map_or(128_417_851_249_001, |r| r.i64(0));
+    // Random rather than MAX + 1, so that concurrent writers never contend for the next id; a
+    // collision (one in ~10^15) fails the primary key and the job is rerun with another.
+    let order_id: i64 = rand::thread_rng().gen_range(100_000_000_000_000..9_000_000_000_000_000);
     tx.execute(
         "INSERT INTO right_orders (order_id, provider_id, app_key, source, outer_order_id, idempotent_id, user_id, open_id, phone, amount, pay_time, right_code, biz, biz_scene, title, channel_id, extend, status, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PAID', ?)",

@@ -191,6 +191,7 @@ fn apply(
     cb: &Callback,
     now_ms: i64,
 ) -> Result<Result<String, Refusal>, StoreError> {
+    tx.lock_row("trades", "tid", cb.order_no)?;
     let Some(trade) = trades::load(tx, cb.order_no)? else {
         return refuse("ORDER_NOT_FOUND", format!("订单{}不存在", cb.order_no));
     };

@@ -105,10 +105,8 @@ async fn serve_rest(
 ) -> Response {
     let started = Instant::now();
     let request_id = new_request_id();
-    let query_format = uri
-        .query()
-        .and_then(|q| form_format(q.as_bytes()))
-        .unwrap_or(Format::Xml);
+    let asked_in_query = uri.query().and_then(|q| form_format(q.as_bytes()));
+    let query_format = asked_in_query.unwrap_or(Format::Xml);
     let limit = state.settings.body_limit_bytes;
     let bytes = match to_bytes(body, limit).await {
         Ok(bytes) => bytes,
@@ -126,7 +124,10 @@ async fn serve_rest(
     let params = match ParamSet::from_request(uri.query(), content_type, &bytes) {
         Ok(params) => params,
         Err(e) => {
-            let format = form_format(&bytes).unwrap_or(query_format);
+            // Query first, as for every parameter.
+            let format = asked_in_query
+                .or_else(|| form_format(&bytes))
+                .unwrap_or(Format::Xml);
             tracing::info!(request_id, code = 47, "unreadable parameters");
             return render(
                 write_error(

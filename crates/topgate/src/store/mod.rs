@@ -125,6 +125,13 @@ pub trait Tx {
     fn query_opt(&mut self, sql: &str, args: &[SqlValue]) -> Result<Option<Row>, StoreError> {
         Ok(self.query(sql, args)?.into_iter().next())
     }
+
+    /// Locks the row `table.column = id` until the transaction ends, so that concurrent
+    /// writers of one entity (on any node) take turns and each reads the other's result.
+    /// Backends whose writes are already serialised need do nothing.
+    fn lock_row(&mut self, _table: &str, _column: &str, _id: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A unit of write work. A backend runs it in a transaction, may run it again in a fresh one

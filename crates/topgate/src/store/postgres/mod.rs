@@ -1,10 +1,11 @@
 //! The PostgreSQL backend, for several stateless gateway nodes over one database.
 //!
 //! Business code stays synchronous: a few writer and reader threads each run one job at a time
-//! on a pooled connection, driving sqlx on a shared I/O runtime. Writes run at SERIALIZABLE
-//! isolation; a job that lost a race (serialization failure, deadlock, or a unique key another
-//! transaction committed first) is rerun in a fresh transaction, where it sees the winner's
-//! row and answers as a replay or a refusal. The schema is the SQLite one with BIGINT integers,
+//! on a pooled connection, driving sqlx on a shared I/O runtime. Writes run at READ COMMITTED;
+//! jobs that change an entity lock its row first ([`Tx::lock_row`], `FOR UPDATE`), so writers
+//! of one entity take turns and read each other's results. A job that lost a race on a unique
+//! key (another transaction committed the same idempotency key first) or a deadlock is rerun
+//! in a fresh transaction, where it sees the winner's row and answers as a replay or refusal. The schema is the SQLite one with BIGINT integers,
 //! so the same `?`-placeholder SQL runs on both (placeholders become `$n` here).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -183,6 +184,14 @@ fn decode(row: &PgRow) -> Row {
 }
 
 impl Tx for PgTx<'_> {
+    fn lock_row(&mut self, table: &str, column: &str, id: i64) -> Result<(), StoreError> {
+        self.query(
+            &format!("SELECT 1 FROM {table} WHERE {column} = ? FOR UPDATE"),
+            &[SqlValue::Int(id)],
+        )
+        .map(|_| ())
+    }
+
     fn execute(&mut self, sql: &str, args: &[SqlValue]) -> Result<u64, StoreError> {
         let conn = &mut **self.conn;
         self.handle
@@ -330,7 +339,7 @@ fn run_writer(handle: &Handle, pool: &PgPool, jobs: &Mutex<Receiver<WriteJob>>) 
                 handle,
                 conn: &mut conn,
             };
-            if let Err(e) = tx.batch("BEGIN ISOLATION LEVEL SERIALIZABLE") {
+            if let Err(e) = tx.batch("BEGIN") {
                 job.finish(Err(e));
                 break;
             }

@@ -1,0 +1,381 @@
+//! The `topgate` binary (issue 2): `app create|list|disable|rotate-secret`, `session create`,
+//! `sign --explain` on vector V1 (the canonical string and sign, never the secret), and
+//! `serve --sandbox --listen 127.0.0.1:0`: it prints its real address and a one-liner that
+//! succeeds when run, keeps its state across restarts, and shuts down cleanly on SIGTERM. A
+//! plain `serve` over a CLI-made database honours `app disable` and `app rotate-secret` at once.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_topgate");
+
+/// A scratch directory (also the working directory, so no stray `topgate.toml` or default
+/// database is picked up) and its database URL.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn db(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("x.db").display())
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(self.dir.path())
+            .env_remove("TOPGATE_DATABASE_URL")
+            .env("TOPGATE_LOG", "warn")
+            .arg("--database-url")
+            .arg(self.db());
+        cmd
+    }
+
+    /// Runs `topgate --database-url … <args>` to completion.
+    fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("topgate runs")
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "topgate {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 stdout")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let text = self.ok(args);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A running `topgate serve`, killed (by its own pid) if the test ends before it exits.
+struct Served {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Served {
+    fn start(scratch: &Scratch, args: &[&str]) -> Self {
+        let mut child = scratch
+            .command()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Reads stdout lines until one starts with `prefix` (bounded wait); returns all read.
+    fn read_until(&self, prefix: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let done = line.starts_with(prefix);
+                    seen.push(line);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(e) => panic!("no line starting with {prefix:?} ({e}); got {seen:?}"),
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit.
+    fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "serve exited with {status} on SIGTERM");
+                return;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn vector_v1() -> Value {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/signatures.json");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("vectors"))
+        .expect("vectors JSON");
+    doc["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "V1")
+        .cloned()
+        .expect("V1")
+}
+
+/// The URL in a `… listening on http://…/router/rest …` line.
+fn url_in(line: &str) -> String {
+    let start = line.find("http://").expect("a URL");
+    line[start..].split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn app_create_list_disable_rotate_and_session_create() {
+    let s = Scratch::new();
+    let secret = "cli-secret-5e1f0a9b";
+    let created = s.json(&["app", "create", "--app-key", "k", "--secret", secret]);
+    assert_eq!(created["app_key"], "k");
+    assert!(created["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m[0] == "taobao.time.get"));
+
+    let list = s.ok(&["app", "list"]);
+    assert!(!list.contains(secret), "app list prints a secret: {list}");
+    let apps: Value = serde_json::from_str(&list).unwrap();
+    let k = apps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["app_key"] == "k")
+        .expect("k listed");
+    assert_eq!(k["enabled"], true);
+
+    // A second create of the same key is refused.
+    let again = s.run(&["app", "create", "--app-key", "k", "--secret", "x"]);
+    assert!(!again.status.success());
+
+    let disabled = s.json(&["app", "disable", "k"]);
+    assert_eq!(disabled["enabled"], false);
+    let apps = s.json(&["app", "list"]);
+    assert_eq!(apps[0]["enabled"], false, "{apps}");
+    assert!(!s.run(&["app", "disable", "nobody"]).status.success());
+
+    let rotated = s.json(&["app", "rotate-secret", "k"]);
+    let new_secret = rotated["secret"].as_str().expect("new secret");
+    assert!(!new_secret.is_empty());
+    assert_ne!(new_secret, secret);
+    let again = s.json(&["app", "rotate-secret", "k"]);
+    assert_ne!(again["secret"], rotated["secret"]);
+    assert!(!s.run(&["app", "rotate-secret", "nobody"]).status.success());
+
+    let session = s.json(&["session", "create", "--app-key", "k", "--user-id", "1"]);
+    assert_eq!(session["user_id"], 1);
+    assert!(!session["session"].as_str().unwrap().is_empty());
+    assert!(!s
+        .run(&["session", "create", "--app-key", "nobody", "--user-id", "1"])
+        .status
+        .success());
+}
+
+#[test]
+fn sign_explain_prints_v1_canonical_string_and_sign_but_never_the_secret() {
+    let s = Scratch::new();
+    let v1 = vector_v1();
+    let secret = v1["secret"].as_str().unwrap();
+    assert_eq!(secret, "test_secret_123");
+    let mut args = vec![
+        "sign".to_string(),
+        "--explain".into(),
+        "--secret".into(),
+        secret.into(),
+        "--sign-method".into(),
+        "md5".into(),
+    ];
+    for (k, v) in v1["params"].as_object().unwrap() {
+        args.push("--param".into());
+        args.push(format!("{k}={}", v.as_str().unwrap()));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = s.run(&args);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let canonical = v1["string_to_sign"].as_str().unwrap();
+    assert!(
+        stdout.lines().any(|l| l == canonical),
+        "canonical string missing: {stdout}"
+    );
+    assert!(stdout.contains(&format!("sign: {}", v1["sign"].as_str().unwrap())));
+    assert!(!stdout.contains(secret), "{stdout}");
+    assert!(!stderr.contains(secret), "{stderr}");
+
+    // Without --explain: the sign alone.
+    let plain: Vec<&str> = args
+        .iter()
+        .filter(|a| **a != "--explain")
+        .copied()
+        .collect();
+    assert_eq!(s.ok(&plain).trim(), v1["sign"].as_str().unwrap());
+
+    // A sign given as a parameter is checked against the computed one.
+    let mut with_sign = args.clone();
+    with_sign.extend(["--param", "sign=F442DEBBB11066BE44A8B0D50E8D0DA9"]);
+    let out = s.ok(&with_sign);
+    assert!(out.contains("does NOT match"), "{out}");
+    assert!(!out.contains(secret));
+}
+
+#[test]
+fn serve_sandbox_prints_its_address_and_a_working_one_liner() {
+    let s = Scratch::new();
+    let mut one_liners = Vec::new();
+    // Twice over the same database: the sandbox keeps its state and seeds only once.
+    for _ in 0..2 {
+        let served = Served::start(&s, &["serve", "--sandbox", "--listen", "127.0.0.1:0"]);
+        let lines = served.read_until("try it:");
+        let first = &lines[0];
+        assert!(
+            first.contains("listening on http://127.0.0.1:"),
+            "{lines:?}"
+        );
+        let url = url_in(first);
+        let port: u16 = url
+            .trim_start_matches("http://127.0.0.1:")
+            .trim_end_matches("/router/rest")
+            .parse()
+            .expect("a port");
+        assert_ne!(port, 0, "the bound port is printed, not 0");
+        let all = lines.join("\n");
+        assert!(all.contains("app_key: test"), "{all}");
+        assert!(all.contains("session: test-session"), "{all}");
+
+        let one_liner = lines.last().unwrap();
+        let command = one_liner
+            .strip_prefix("try it: ")
+            .expect("one-liner")
+            .replace("cargo run --release --", BIN);
+        assert!(command.contains(&url), "{command}");
+        let mut words = command.split_whitespace();
+        let program = words.next().unwrap();
+        assert_eq!(program, BIN);
+        let out = Command::new(program)
+            .args(words)
+            .current_dir(s.path())
+            .env("TOPGATE_LOG", "warn")
+            .output()
+            .expect("the one-liner runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{command}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("买**称"), "{stdout}");
+        one_liners.push(command);
+        served.terminate();
+    }
+    let apps = s.json(&["app", "list"]);
+    let keys: Vec<&str> = apps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["app_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["other", "test"], "seeded once: {apps}");
+    assert!(!s.ok(&["app", "list"]).contains("\"secret\""));
+}
+
+#[test]
+fn serve_honours_cli_disable_and_rotate_secret_at_once() {
+    let s = Scratch::new();
+    s.ok(&[
+        "app",
+        "create",
+        "--app-key",
+        "k",
+        "--secret",
+        "cli-secret-5e1f0a9b",
+    ]);
+    let served = Served::start(&s, &["serve", "--listen", "127.0.0.1:0"]);
+    let lines = served.read_until("topgate listening on");
+    let url = url_in(&lines[0]);
+    let call = |secret: &str| {
+        Command::new(BIN)
+            .current_dir(s.path())
+            .env("TOPGATE_LOG", "warn")
+            .args([
+                "call",
+                "taobao.time.get",
+                "--url",
+                &url,
+                "--app-key",
+                "k",
+                "--secret",
+                secret,
+            ])
+            .output()
+            .expect("call runs")
+    };
+    let out = call("cli-secret-5e1f0a9b");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("time_get_response"));
+
+    let rotated = s.json(&["app", "rotate-secret", "k"]);
+    let out = call("cli-secret-5e1f0a9b");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Invalid signature"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new_secret = rotated["secret"].as_str().unwrap();
+    assert!(call(new_secret).status.success());
+
+    s.ok(&["app", "disable", "k"]);
+    let out = call(new_secret);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Invalid app Key"), "{stderr}");
+    assert!(!stderr.contains(new_secret), "{stderr}");
+    served.terminate();
+}

@@ -1,0 +1,193 @@
+//! Several `topgate serve` processes over one PostgreSQL database behave as one node would:
+//! the sandbox is seeded once, duplicates and races spread across nodes resolve to one effect,
+//! and a node killed with SIGKILL loses no acknowledged change. Needs the PostgreSQL server
+//! of `TOPGATE_TEST_PG_URL` (default 127.0.0.1:5432) and fails clearly without it.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use sqlx::Connection;
+
+struct Node {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn fresh_database() -> String {
+    std::env::set_var("TOPGATE_TEST_DATABASE", "postgres");
+    test_database_url(std::path::Path::new(".")).await
+}
+
+/// Starts `topgate serve --sandbox` on a free port and waits for its URL line.
+fn start_node(database_url: &str) -> Node {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_topgate"))
+        .args(["serve", "--sandbox", "--listen", "127.0.0.1:0", "--database-url", database_url])
+        .env("TOPGATE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("topgate starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("topgate sandbox listening on ") {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the node prints its URL within 30 s");
+    Node { child, url }
+}
+
+async fn send(http: &reqwest::Client, url: &str, req: &Req) -> serde_json::Value {
+    let text = http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(req.form())
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+async fn count(database_url: &str, sql: &str) -> i64 {
+    let mut conn = sqlx::PgConnection::connect(database_url).await.expect("connect");
+    sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_seed_once_and_resolve_races_to_one_effect() {
+    let db = fresh_database().await;
+    let a = start_node(&db);
+    let b = start_node(&db);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM apps WHERE app_key IN ('test', 'other')").await, 2);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM trades").await, 4);
+
+    let http = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..500 {
+        let url = if i % 2 == 0 { a.url.clone() } else { b.url.clone() };
+        let http = http.clone();
+        tasks.push(tokio::spawn(async move { send(&http, &url, &pay(&pay_example())).await }));
+    }
+    let mut bodies = Vec::new();
+    for t in tasks {
+        let v = t.await.expect("task");
+        bodies.push(v["alibaba_diantao_tripartite_right_pay_notify_response"].clone());
+    }
+    let first = bodies[0].clone();
+    assert_eq!(first["succ"], true, "{first}");
+    for body in &bodies {
+        assert_eq!(body["data"], first["data"], "every duplicate answers the same order");
+    }
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM right_orders").await, 1);
+
+    // Opposite outcomes for the same order, racing on both nodes: one final state.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let url = if i % 2 == 0 { a.url.clone() } else { b.url.clone() };
+        let http = http.clone();
+        let param0 = json!({"order_no": 12345678, "success": i % 4 < 2, "req_id": format!("race-{i}")});
+        tasks.push(tokio::spawn(async move { send(&http, &url, &opentrade(&param0)).await }));
+    }
+    let mut winners = std::collections::BTreeSet::new();
+    for t in tasks {
+        let v = t.await.expect("task");
+        let result = &v["wt_trade_opentrade_resultcallback_response"]["result"];
+        if result["success"] == true {
+            winners.insert(result["req_id"].as_str().map(|r| {
+                let n: u32 = r.trim_start_matches("race-").parse().unwrap();
+                n % 4 < 2
+            }));
+        } else {
+            assert_eq!(result["error_code"], "ORDER_ALREADY_FINISHED", "{v}");
+        }
+    }
+    assert_eq!(winners.len(), 1, "only one outcome is ever acknowledged");
+    let finished = count(&db, "SELECT COUNT(*) FROM trades WHERE tid = 12345678 AND status = 'TRADE_FINISHED'").await;
+    let closed = count(&db, "SELECT COUNT(*) FROM trades WHERE tid = 12345678 AND status = 'TRADE_CLOSED'").await;
+    assert_eq!(finished + closed, 1);
+    let succeeded = winners.into_iter().next().flatten().unwrap();
+    assert_eq!(finished == 1, succeeded);
+    let refunds = count(&db, "SELECT COUNT(*) FROM refunds WHERE tid = 12345678").await;
+    assert_eq!(refunds, if succeeded { 0 } else { 1 });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_killed_with_sigkill_loses_no_acknowledged_change() {
+    let db = fresh_database().await;
+    let mut a = start_node(&db);
+    let b = start_node(&db);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let http = http.clone();
+        let url = if i % 2 == 0 { a.url.clone() } else { b.url.clone() };
+        let mut dto = pay_example();
+        dto["idempotent_id"] = json!(format!("kill-{i}"));
+        dto["outer_order_id"] = json!(format!("kill-{i}"));
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(i * 3)).await;
+            let reply = http
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(pay(&dto).form())
+                .send()
+                .await;
+            let acknowledged = match reply {
+                Ok(r) => r.text().await.is_ok_and(|t| t.contains("\"succ\":true")),
+                Err(_) => false,
+            };
+            (i, acknowledged)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    a.child.kill().expect("SIGKILL node a");
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        let (i, ok) = t.await.expect("task");
+        if ok {
+            acknowledged.push(i);
+        }
+    }
+    assert!(acknowledged.len() >= 150, "node b kept serving: {}", acknowledged.len());
+    let mut conn = sqlx::PgConnection::connect(&db).await.unwrap();
+    for i in acknowledged {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM right_orders WHERE outer_order_id = $1")
+            .bind(format!("kill-{i}"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "acknowledged payment kill-{i} is stored exactly once");
+    }
+    // The survivor still answers replays of what node a acknowledged.
+    let replay = send(&http, &b.url, &pay(&{
+        let mut dto = pay_example();
+        dto["idempotent_id"] = json!("kill-0");
+        dto["outer_order_id"] = json!("kill-0");
+        dto
+    }))
+    .await;
+    assert!(replay.get("alibaba_diantao_tripartite_right_pay_notify_response").is_some(), "{replay}");
+}
