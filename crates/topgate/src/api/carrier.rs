@@ -384,6 +384,13 @@ fn apply(
         "INSERT INTO supplier_notifications (tid, notify_type, natural_key, payload_hash, payload, dates_swapped, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         args![trade.tid, n.notify_type.wire(), key.as_str(), hash.as_str(), n.canonical().to_string(), n.dates_swapped, now_ms],
     )?;
+    crate::events::emit(
+        tx,
+        "carrier.notified",
+        &format!("trade:{}", trade.tid),
+        &json!({"tid": trade.tid, "notify_type": n.notify_type.wire(), "notice": n.canonical()}),
+        now_ms,
+    )?;
     if overwrite {
         idempotency::overwrite(tx, &scope, &key, &hash, "{}")?;
     } else {

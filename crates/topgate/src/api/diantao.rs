@@ -282,6 +282,14 @@ fn apply(
     )?;
     let data = json!({"open_id": open_id, "order_id": order_id.to_string()});
     let body = data.to_string();
+    crate::events::emit(
+        tx,
+        "right_order.created",
+        &format!("right_order:{order_id}"),
+        &json!({"order_id": order_id.to_string(), "provider_id": provider_id, "source": n.source,
+            "outer_order_id": n.outer_order_id, "open_id": open_id, "amount": n.amount, "status": "PAID"}),
+        now_ms,
+    )?;
     if let Some(key) = &idem_key {
         idempotency::record(tx, &scope, key, &full_hash, &body, now_ms)?;
     }

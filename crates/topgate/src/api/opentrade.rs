@@ -265,6 +265,14 @@ fn apply(
             return refuse("ORDER_ALREADY_FINISHED", "部分子订单已处理");
         }
         settle(tx, &trade, &subs, &target, cb, now_ms)?;
+        crate::events::emit(
+            tx,
+            "opentrade.settled",
+            &format!("trade:{}", trade.tid),
+            &json!({"tid": trade.tid, "sub_order_no": cb.sub_order_no, "success": cb.success,
+                "req_id": cb.req_id, "result_code": cb.result_code}),
+            now_ms,
+        )?;
         OK_MSG
     };
     idempotency::record(tx, &scope, &cb.req_id, &hash, msg, now_ms)?;
