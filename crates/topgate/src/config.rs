@@ -28,6 +28,10 @@ pub struct Settings {
     pub iccid_strict: bool,
     /// Key of the `open_id` derivation; sandbox default is fixed so ids are stable.
     pub open_id_key: String,
+    /// Whether `topgate serve` also runs the event dispatcher (`topgate dispatch` runs only it).
+    pub dispatcher: bool,
+    /// Delivery of outbox events (`[events]`).
+    pub events: crate::events::EventSettings,
 }
 
 impl Default for Settings {
@@ -40,6 +44,8 @@ impl Default for Settings {
             admin_token: None,
             iccid_strict: false,
             open_id_key: "topgate-open-id".into(),
+            dispatcher: true,
+            events: crate::events::EventSettings::default(),
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod api;
 pub mod apps;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -55,7 +56,16 @@ impl Server {
         })
     }
 
+    /// Serves until SIGINT or SIGTERM, with the event dispatcher in the background unless
+    /// `dispatcher = false` (it then stops gracefully after the server).
     pub async fn run(self) -> std::io::Result<()> {
-        gateway::serve(self.listener, self.state).await
+        let dispatcher = self.state.settings.dispatcher.then(|| {
+            events::dispatch::spawn(self.state.store.clone(), self.state.settings.events.clone())
+        });
+        let served = gateway::serve(self.listener, self.state).await;
+        if let Some(dispatcher) = dispatcher {
+            dispatcher.shutdown().await;
+        }
+        served
     }
 }

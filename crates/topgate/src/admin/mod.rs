@@ -44,11 +44,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/trades/{tid}/{event}", post(trade_event))
         .route("/admin/right-orders/{id}", get(right_order))
         .route("/admin/right-orders/{id}/{event}", post(right_order_event))
+        .merge(crate::events::admin::router())
         .with_state(state)
 }
 
 /// `Some(denial)` unless the request carries the configured bearer token.
-fn deny(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn deny(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = state
         .settings
         .admin_token

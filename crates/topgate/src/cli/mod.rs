@@ -38,6 +38,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Load-test a running server with signed requests (`bench seed` writes stored orders).
+    Bench(crate::bench::BenchArgs),
     /// Serve /router/rest until SIGINT or SIGTERM.
     Serve {
         /// Address to listen on.
@@ -68,6 +70,95 @@ enum Command {
     /// Admin operations on the business data.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Run only the event dispatcher (outbox to webhooks and NATS) until SIGINT or SIGTERM.
+    Dispatch,
+    /// Events, sinks, deliveries and attempts (docs/events.md).
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// List events (oldest first) with their delivery state per sink.
+    List {
+        /// Only events with a larger id.
+        #[arg(long)]
+        after: Option<i64>,
+        #[arg(long)]
+        limit: Option<i64>,
+        #[arg(long)]
+        entity: Option<String>,
+        #[arg(long = "type")]
+        event_type: Option<String>,
+    },
+    /// Show one event.
+    Show {
+        event_id: i64,
+    },
+    /// List sinks (secrets are never shown).
+    Sinks,
+    /// Register a webhook; a signing secret is generated (and printed once) unless given.
+    AddWebhook {
+        #[arg(long)]
+        url: String,
+        /// At least 16 characters.
+        #[arg(long, env = "TOPGATE_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// Event type to send, repeatable (default: all).
+        #[arg(long = "event-type")]
+        event_types: Vec<String>,
+        /// Register it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Register a NATS JetStream sink.
+    AddNats {
+        #[arg(long, default_value = crate::events::nats::DEFAULT_URL)]
+        url: String,
+        #[arg(long, default_value = crate::events::nats::DEFAULT_STREAM)]
+        stream: String,
+        #[arg(long, default_value = crate::events::nats::DEFAULT_SUBJECT_PREFIX)]
+        subject_prefix: String,
+        #[arg(long = "event-type")]
+        event_types: Vec<String>,
+        #[arg(long)]
+        disabled: bool,
+    },
+    Enable {
+        sink_id: i64,
+    },
+    Disable {
+        sink_id: i64,
+    },
+    /// Deliveries of a sink, optionally in one state (pending, delivered, dead).
+    Deliveries {
+        sink_id: i64,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        after: Option<i64>,
+        #[arg(long)]
+        limit: Option<i64>,
+    },
+    /// Delivery attempts of an event (all sinks) or of a sink (newest first).
+    Attempts {
+        #[arg(long, conflicts_with = "sink", required_unless_present = "sink")]
+        event: Option<i64>,
+        #[arg(long)]
+        sink: Option<i64>,
+        #[arg(long)]
+        limit: Option<i64>,
+    },
+    /// Re-queue one event, the dead letters, or everything from an event id on, for a sink.
+    Redeliver {
+        sink_id: i64,
+        #[arg(long, conflicts_with_all = ["dead", "from_event"], required_unless_present_any = ["dead", "from_event"])]
+        event: Option<i64>,
+        #[arg(long, conflicts_with = "from_event")]
+        dead: bool,
+        #[arg(long)]
+        from_event: Option<i64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -350,6 +441,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Call(args) => call(args).await,
+        Command::Bench(args) => crate::bench::main(args, settings.database_url(cli.sandbox)).await,
+        Command::Dispatch => {
+            let store = open_store()?;
+            println!("topgate dispatcher running ({})", store.describe());
+            crate::events::dispatch::run_until_signal(store, settings.events.clone()).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Events(cmd) => {
+            let store = open_store()?;
+            print_json(&events_command(&store, cmd, now_ms).await?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Admin(cmd) => {
             let store = open_store()?;
             let out = match cmd {
@@ -385,6 +488,109 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn events_command(store: &Store, cmd: EventsCommand, now_ms: i64) -> anyhow::Result<Value> {
+    use crate::events::admin as ev;
+    Ok(match cmd {
+        EventsCommand::List {
+            after,
+            limit,
+            entity,
+            event_type,
+        } => {
+            let q = ev::EventQuery {
+                after,
+                limit,
+                entity,
+                event_type,
+            };
+            admin(store, move |tx| ev::list_events(tx, &q)).await?
+        }
+        EventsCommand::Show { event_id } => {
+            admin(store, move |tx| ev::get_event(tx, event_id)).await?
+        }
+        EventsCommand::Sinks => admin(store, ev::list_sinks).await?,
+        EventsCommand::AddWebhook {
+            url,
+            secret,
+            event_types,
+            disabled,
+        } => {
+            let new = ev::NewSink {
+                kind: "webhook".into(),
+                url: Some(url),
+                secret,
+                event_types: Some(event_types),
+                enabled: !disabled,
+                stream: None,
+                subject_prefix: None,
+            };
+            admin(store, move |tx| ev::create_sink(tx, &new, now_ms)).await?
+        }
+        EventsCommand::AddNats {
+            url,
+            stream,
+            subject_prefix,
+            event_types,
+            disabled,
+        } => {
+            let new = ev::NewSink {
+                kind: "nats".into(),
+                url: Some(url),
+                secret: None,
+                event_types: Some(event_types),
+                enabled: !disabled,
+                stream: Some(stream),
+                subject_prefix: Some(subject_prefix),
+            };
+            admin(store, move |tx| ev::create_sink(tx, &new, now_ms)).await?
+        }
+        EventsCommand::Enable { sink_id } => {
+            admin(store, move |tx| {
+                ev::set_sink_enabled(tx, sink_id, true, now_ms)
+            })
+            .await?
+        }
+        EventsCommand::Disable { sink_id } => {
+            admin(store, move |tx| {
+                ev::set_sink_enabled(tx, sink_id, false, now_ms)
+            })
+            .await?
+        }
+        EventsCommand::Deliveries {
+            sink_id,
+            state,
+            after,
+            limit,
+        } => {
+            admin(store, move |tx| {
+                ev::sink_deliveries(tx, sink_id, state.as_deref(), after, limit)
+            })
+            .await?
+        }
+        EventsCommand::Attempts {
+            event: Some(event_id),
+            ..
+        } => admin(store, move |tx| ev::event_attempts(tx, event_id)).await?,
+        EventsCommand::Attempts { sink, limit, .. } => {
+            let sink_id = sink.ok_or_else(|| anyhow::anyhow!("give --event or --sink"))?;
+            admin(store, move |tx| ev::sink_attempts(tx, sink_id, limit)).await?
+        }
+        EventsCommand::Redeliver {
+            sink_id,
+            event,
+            dead,
+            from_event,
+        } => {
+            let what = ev::Redeliver {
+                event_id: event,
+                dead,
+                from_event_id: from_event,
+            };
+            admin(store, move |tx| ev::redeliver(tx, sink_id, &what, now_ms)).await?
+        }
+    })
 }
 
 async fn set_enabled(store: &Store, app_key: String, enabled: bool) -> anyhow::Result<Value> {

@@ -27,6 +27,7 @@ const MAX_ATTEMPTS: u32 = 12;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("0001_init.sql")),
     (2, include_str!("0002_limits_and_outbox.sql")),
+    (3, include_str!("0003_delivery.sql")),
 ];
 /// Serialises schema migrations of nodes starting together.
 const MIGRATION_LOCK: i64 = 0x746f_7067_6174;

@@ -24,6 +24,7 @@ const READERS: usize = 4;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("0001_init.sql")),
     (2, include_str!("0002_limits_and_outbox.sql")),
+    (3, include_str!("0003_delivery.sql")),
 ];
 
 /// `sqlite://path`, `sqlite:path` or a bare path.

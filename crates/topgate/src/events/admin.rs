@@ -1,0 +1,663 @@
+//! Sinks and deliveries, seen and steered by an operator: the operations (sync over [`Tx`], one
+//! code path for the admin HTTP API and `topgate events …`) and their routes under `/admin`.
+//!
+//! Webhook secrets are write-only: a listing says whether one is set, and only a generated
+//! secret is shown, once, in the answer that created it. URLs are shown without credentials.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::nats::{NatsConfig, DEFAULT_URL as DEFAULT_NATS_URL};
+use crate::admin::ops::AdminError;
+use crate::args;
+use crate::clock::millis;
+use crate::gateway::AppState;
+use crate::store::{Row, StoreError, Tx};
+
+/// The largest page a listing returns.
+const MAX_LIMIT: i64 = 1000;
+
+/// A sink to register (`POST /admin/sinks`, `topgate events add-webhook|add-nats`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSink {
+    /// `webhook` or `nats`.
+    pub kind: String,
+    /// Webhook: the `http(s)://` endpoint. NATS: the server (default `nats://127.0.0.1:4222`).
+    pub url: Option<String>,
+    /// Webhook signing secret; generated (and shown once) when absent.
+    pub secret: Option<String>,
+    /// Event types accepted: `["*"]` (the default) or a list.
+    pub event_types: Option<Vec<String>>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// NATS: the JetStream stream (default `TOPGATE_EVENTS`).
+    pub stream: Option<String>,
+    /// NATS: subjects are `<subject_prefix>.<event type>` (default `topgate.events`).
+    pub subject_prefix: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What `redeliver` re-queues for one sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redeliver {
+    /// One event (queued even if the sink never had it).
+    pub event_id: Option<i64>,
+    /// Every dead letter of the sink.
+    #[serde(default)]
+    pub dead: bool,
+    /// Every event from this id on that the sink's filter accepts (a replay).
+    pub from_event_id: Option<i64>,
+}
+
+/// A URL without `user:password@`.
+pub fn redact_url(url: &str) -> String {
+    match url.find("://") {
+        Some(scheme) => {
+            let rest = &url[scheme + 3..];
+            let host_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..host_end].rfind('@') {
+                Some(at) => format!("{}***@{}", &url[..scheme + 3], &rest[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> AdminError {
+    AdminError::Invalid(msg.into())
+}
+
+pub fn create_sink(tx: &mut dyn Tx, new: &NewSink, now: i64) -> Result<Value, AdminError> {
+    let types = new
+        .event_types
+        .clone()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| vec!["*".into()]);
+    for t in &types {
+        let bad = |c: char| c.is_whitespace() || c == '>' || (c == '*' && t != "*");
+        if t.is_empty() || t.chars().any(bad) {
+            return Err(invalid(format!("invalid event type {t:?}")));
+        }
+    }
+    let mut generated = None;
+    let (url, secret, config) = match new.kind.as_str() {
+        "webhook" => {
+            if new.stream.is_some() || new.subject_prefix.is_some() {
+                return Err(invalid("stream and subject_prefix are for nats sinks"));
+            }
+            let url = new.url.clone().unwrap_or_default();
+            let parsed = reqwest::Url::parse(&url)
+                .map_err(|_| invalid("url must be an absolute http(s) URL"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                return Err(invalid("url must be an absolute http(s) URL"));
+            }
+            let secret = match new.secret.clone() {
+                Some(s) if s.len() < 16 => {
+                    return Err(invalid("secret must have at least 16 characters"))
+                }
+                Some(s) => s,
+                None => {
+                    let s = format!("whsec_{}", crate::apps::random_token(32));
+                    generated = Some(s.clone());
+                    s
+                }
+            };
+            (url, Some(secret), "{}".to_string())
+        }
+        "nats" => {
+            if new.secret.is_some() {
+                return Err(invalid("secret is for webhook sinks"));
+            }
+            let url = new.url.clone().unwrap_or_else(|| DEFAULT_NATS_URL.into());
+            let config = NatsConfig {
+                stream: new
+                    .stream
+                    .clone()
+                    .unwrap_or_else(|| super::nats::DEFAULT_STREAM.into()),
+                subject_prefix: new
+                    .subject_prefix
+                    .clone()
+                    .unwrap_or_else(|| super::nats::DEFAULT_SUBJECT_PREFIX.into()),
+            };
+            config.validate().map_err(invalid)?;
+            let config = serde_json::to_string(&config).map_err(|e| invalid(e.to_string()))?;
+            (url, None, config)
+        }
+        other => {
+            return Err(invalid(format!(
+                "kind must be webhook or nats, not {other:?}"
+            )))
+        }
+    };
+    let id = tx
+        .query(
+            "INSERT INTO sinks (kind, url, secret, config, enabled, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            args![
+                new.kind.as_str(),
+                url,
+                secret,
+                config,
+                new.enabled,
+                now,
+                now
+            ],
+        )?
+        .first()
+        .map(|r| r.i64(0))
+        .ok_or_else(|| {
+            AdminError::Store(StoreError::Backend("sink insert returned no id".into()))
+        })?;
+    let mut seen = std::collections::BTreeSet::new();
+    for t in types.iter().filter(|t| seen.insert(t.as_str())) {
+        tx.execute(
+            "INSERT INTO sink_event_types (sink_id, event_type) VALUES (?, ?)",
+            args![id, t.as_str()],
+        )?;
+    }
+    tx.execute("INSERT INTO sink_state (sink_id) VALUES (?)", args![id])?;
+    let mut sink = get_sink(tx, id)?;
+    if let (Some(secret), Some(obj)) = (generated, sink.as_object_mut()) {
+        obj.insert("secret".into(), json!(secret));
+    }
+    Ok(sink)
+}
+
+const SINK_COLUMNS: &str = "s.id, s.kind, s.url, s.secret IS NOT NULL, s.config, s.enabled, \
+     s.disabled_reason, s.created_at, s.updated_at, st.lease_owner, st.lease_until, \
+     st.failing_since";
+
+fn sink_json(tx: &mut dyn Tx, r: &Row) -> Result<Value, StoreError> {
+    let id = r.i64(0);
+    let types: Vec<String> = tx
+        .query(
+            "SELECT event_type FROM sink_event_types WHERE sink_id = ? ORDER BY event_type",
+            args![id],
+        )?
+        .iter()
+        .map(|t| t.str(0))
+        .collect();
+    let counts: HashMap<String, i64> = tx
+        .query(
+            "SELECT state, COUNT(*) FROM deliveries WHERE sink_id = ? GROUP BY state",
+            args![id],
+        )?
+        .iter()
+        .map(|c| (c.str(0), c.i64(1)))
+        .collect();
+    let mut sink = json!({
+        "id": id,
+        "kind": r.str(1),
+        "url": redact_url(&r.str(2)),
+        "event_types": types,
+        "enabled": r.bool(5),
+        "disabled_reason": r.opt_str(6),
+        "created_at": r.i64(7),
+        "updated_at": r.i64(8),
+        "lease_owner": r.opt_str(9),
+        "lease_until": r.opt_i64(10),
+        "failing_since": r.opt_i64(11),
+        "deliveries": {
+            "pending": counts.get("pending").copied().unwrap_or(0),
+            "delivered": counts.get("delivered").copied().unwrap_or(0),
+            "dead": counts.get("dead").copied().unwrap_or(0),
+        },
+    });
+    if let Some(obj) = sink.as_object_mut() {
+        if r.str(1) == "webhook" {
+            obj.insert("secret_set".into(), json!(r.bool(3)));
+        } else {
+            let config: NatsConfig = serde_json::from_str(&r.str(4)).unwrap_or_default();
+            obj.insert("stream".into(), json!(config.stream));
+            obj.insert("subject_prefix".into(), json!(config.subject_prefix));
+        }
+    }
+    Ok(sink)
+}
+
+pub fn get_sink(tx: &mut dyn Tx, id: i64) -> Result<Value, AdminError> {
+    let row = tx
+        .query_opt(
+            &format!(
+                "SELECT {SINK_COLUMNS} FROM sinks s LEFT JOIN sink_state st ON st.sink_id = s.id WHERE s.id = ?"
+            ),
+            args![id],
+        )?
+        .ok_or_else(|| AdminError::NotFound(format!("sink {id}")))?;
+    Ok(sink_json(tx, &row)?)
+}
+
+pub fn list_sinks(tx: &mut dyn Tx) -> Result<Value, AdminError> {
+    let rows = tx.query(
+        &format!("SELECT {SINK_COLUMNS} FROM sinks s LEFT JOIN sink_state st ON st.sink_id = s.id ORDER BY s.id"),
+        &[],
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(sink_json(tx, r)?);
+    }
+    Ok(Value::Array(out))
+}
+
+/// Enables or disables a sink. Enabling forgets the failure streak (a fresh start before the
+/// next auto-disable); deliveries queued while it was enabled resume.
+pub fn set_sink_enabled(
+    tx: &mut dyn Tx,
+    id: i64,
+    enabled: bool,
+    now: i64,
+) -> Result<Value, AdminError> {
+    let reason = (!enabled).then_some("disabled by an operator");
+    if tx.execute(
+        "UPDATE sinks SET enabled = ?, disabled_reason = ?, updated_at = ? WHERE id = ?",
+        args![enabled, reason, now, id],
+    )? != 1
+    {
+        return Err(AdminError::NotFound(format!("sink {id}")));
+    }
+    if enabled {
+        tx.execute(
+            "UPDATE sink_state SET failing_since = NULL WHERE sink_id = ?",
+            args![id],
+        )?;
+    }
+    get_sink(tx, id)
+}
+
+fn require_sink(tx: &mut dyn Tx, id: i64) -> Result<(), AdminError> {
+    tx.query_opt("SELECT id FROM sinks WHERE id = ?", args![id])?
+        .map(|_| ())
+        .ok_or_else(|| AdminError::NotFound(format!("sink {id}")))
+}
+
+/// Re-queues deliveries of one sink (see [`Redeliver`]); answers how many.
+pub fn redeliver(
+    tx: &mut dyn Tx,
+    sink_id: i64,
+    what: &Redeliver,
+    now: i64,
+) -> Result<Value, AdminError> {
+    require_sink(tx, sink_id)?;
+    let chosen = [
+        what.event_id.is_some(),
+        what.dead,
+        what.from_event_id.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if chosen != 1 {
+        return Err(invalid(
+            "give exactly one of event_id, dead: true, from_event_id",
+        ));
+    }
+    // Re-queued deliveries restart the retry schedule (`tries` 0) but keep numbering attempts.
+    const UPSERT: &str = "ON CONFLICT (sink_id, event_id) DO UPDATE SET state = 'pending', \
+         tries = 0, next_at = 0, updated_at = excluded.updated_at";
+    let requeued = if let Some(event_id) = what.event_id {
+        if tx
+            .query_opt("SELECT id FROM events WHERE id = ?", args![event_id])?
+            .is_none()
+        {
+            return Err(AdminError::NotFound(format!("event {event_id}")));
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO deliveries (sink_id, event_id, entity, state, tries, attempts, next_at, updated_at) \
+                 SELECT CAST(? AS BIGINT), e.id, e.entity, 'pending', 0, 0, 0, CAST(? AS BIGINT) \
+                 FROM events e WHERE e.id = ? {UPSERT}"
+            ),
+            args![sink_id, now, event_id],
+        )?
+    } else if let Some(from) = what.from_event_id {
+        tx.execute(
+            &format!(
+                "INSERT INTO deliveries (sink_id, event_id, entity, state, tries, attempts, next_at, updated_at) \
+                 SELECT CAST(? AS BIGINT), e.id, e.entity, 'pending', 0, 0, 0, CAST(? AS BIGINT) \
+                 FROM events e WHERE e.id >= ? AND EXISTS (SELECT 1 FROM sink_event_types t \
+                   WHERE t.sink_id = ? AND (t.event_type = '*' OR t.event_type = e.event_type)) {UPSERT}"
+            ),
+            args![sink_id, now, from, sink_id],
+        )?
+    } else {
+        tx.execute(
+            "UPDATE deliveries SET state = 'pending', tries = 0, next_at = 0, updated_at = ? \
+             WHERE sink_id = ? AND state = 'dead'",
+            args![now, sink_id],
+        )?
+    };
+    Ok(json!({"sink_id": sink_id, "requeued": requeued}))
+}
+
+/// Filters of the events listing.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct EventQuery {
+    /// Only events with a larger id (paging).
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
+    pub entity: Option<String>,
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+}
+
+fn limit(limit: Option<i64>) -> i64 {
+    limit.unwrap_or(100).clamp(1, MAX_LIMIT)
+}
+
+fn event_json(tx: &mut dyn Tx, r: &Row) -> Result<Value, StoreError> {
+    let id = r.i64(0);
+    let deliveries: Vec<Value> = tx
+        .query(
+            "SELECT sink_id, state, attempts, next_at, last_status, last_error, delivered_at \
+             FROM deliveries WHERE event_id = ? ORDER BY sink_id",
+            args![id],
+        )?
+        .iter()
+        .map(|d| {
+            json!({"sink_id": d.i64(0), "state": d.str(1), "attempts": d.i64(2),
+                "next_at": d.i64(3), "last_status": d.opt_i64(4), "last_error": d.opt_str(5),
+                "delivered_at": d.opt_i64(6)})
+        })
+        .collect();
+    let payload: Value = serde_json::from_str(&r.str(3)).unwrap_or_else(|_| json!(r.str(3)));
+    Ok(json!({
+        "id": id, "type": r.str(1), "entity": r.str(2), "payload": payload,
+        "created_at": r.i64(4), "deliveries": deliveries,
+    }))
+}
+
+pub fn list_events(tx: &mut dyn Tx, q: &EventQuery) -> Result<Value, AdminError> {
+    let rows = tx.query(
+        "SELECT id, event_type, entity, payload, created_at FROM events WHERE id > ? \
+         AND (CAST(? AS TEXT) IS NULL OR entity = ?) AND (CAST(? AS TEXT) IS NULL OR event_type = ?) \
+         ORDER BY id LIMIT ?",
+        args![
+            q.after.unwrap_or(0),
+            q.entity.clone(),
+            q.entity.clone(),
+            q.event_type.clone(),
+            q.event_type.clone(),
+            limit(q.limit)
+        ],
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(event_json(tx, r)?);
+    }
+    Ok(Value::Array(out))
+}
+
+pub fn get_event(tx: &mut dyn Tx, id: i64) -> Result<Value, AdminError> {
+    let row = tx
+        .query_opt(
+            "SELECT id, event_type, entity, payload, created_at FROM events WHERE id = ?",
+            args![id],
+        )?
+        .ok_or_else(|| AdminError::NotFound(format!("event {id}")))?;
+    Ok(event_json(tx, &row)?)
+}
+
+const ATTEMPT_COLUMNS: &str = "id, sink_id, event_id, attempt, started_at, duration_ms, outcome, \
+     http_status, error, node";
+
+fn attempts_json(rows: &[Row]) -> Value {
+    Value::Array(
+        rows.iter()
+            .map(|r| {
+                json!({"id": r.i64(0), "sink_id": r.i64(1), "event_id": r.i64(2),
+                    "attempt": r.i64(3), "started_at": r.i64(4), "duration_ms": r.i64(5),
+                    "outcome": r.str(6), "http_status": r.opt_i64(7), "error": r.opt_str(8),
+                    "node": r.str(9)})
+            })
+            .collect(),
+    )
+}
+
+/// Every attempt at delivering one event, to any sink, oldest first.
+pub fn event_attempts(tx: &mut dyn Tx, event_id: i64) -> Result<Value, AdminError> {
+    if tx
+        .query_opt("SELECT id FROM events WHERE id = ?", args![event_id])?
+        .is_none()
+    {
+        return Err(AdminError::NotFound(format!("event {event_id}")));
+    }
+    let rows = tx.query(
+        &format!("SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE event_id = ? ORDER BY id"),
+        args![event_id],
+    )?;
+    Ok(attempts_json(&rows))
+}
+
+/// The latest attempts of one sink, newest first.
+pub fn sink_attempts(tx: &mut dyn Tx, sink_id: i64, max: Option<i64>) -> Result<Value, AdminError> {
+    require_sink(tx, sink_id)?;
+    let rows = tx.query(
+        &format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE sink_id = ? ORDER BY id DESC LIMIT ?"
+        ),
+        args![sink_id, limit(max)],
+    )?;
+    Ok(attempts_json(&rows))
+}
+
+/// Deliveries of one sink, optionally in one state (`pending`, `delivered`, `dead`), by event.
+pub fn sink_deliveries(
+    tx: &mut dyn Tx,
+    sink_id: i64,
+    state: Option<&str>,
+    after: Option<i64>,
+    max: Option<i64>,
+) -> Result<Value, AdminError> {
+    require_sink(tx, sink_id)?;
+    if let Some(s) = state.filter(|s| !matches!(*s, "pending" | "delivered" | "dead")) {
+        return Err(invalid(format!(
+            "state must be pending, delivered or dead, not {s:?}"
+        )));
+    }
+    let rows = tx.query(
+        "SELECT d.event_id, e.event_type, d.entity, d.state, d.tries, d.attempts, d.next_at, \
+         d.last_status, d.last_error, d.delivered_at, d.updated_at \
+         FROM deliveries d JOIN events e ON e.id = d.event_id \
+         WHERE d.sink_id = ? AND (CAST(? AS TEXT) IS NULL OR d.state = ?) AND d.event_id > ? \
+         ORDER BY d.event_id LIMIT ?",
+        args![sink_id, state, state, after.unwrap_or(0), limit(max)],
+    )?;
+    Ok(Value::Array(
+        rows.iter()
+            .map(|r| {
+                json!({"event_id": r.i64(0), "type": r.str(1), "entity": r.str(2),
+                    "state": r.str(3), "tries": r.i64(4), "attempts": r.i64(5),
+                    "next_at": r.i64(6), "last_status": r.opt_i64(7), "last_error": r.opt_str(8),
+                    "delivered_at": r.opt_i64(9), "updated_at": r.i64(10)})
+            })
+            .collect(),
+    ))
+}
+
+// ---- HTTP ----------------------------------------------------------------------------------
+
+/// The routes, merged into the admin router (same bearer token).
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/admin/events", get(http_list_events))
+        .route("/admin/events/{id}", get(http_get_event))
+        .route("/admin/events/{id}/attempts", get(http_event_attempts))
+        .route("/admin/sinks", get(http_list_sinks).post(http_create_sink))
+        .route("/admin/sinks/{id}", get(http_get_sink))
+        .route("/admin/sinks/{id}/deliveries", get(http_sink_deliveries))
+        .route("/admin/sinks/{id}/attempts", get(http_sink_attempts))
+        .route("/admin/sinks/{id}/enable", post(http_enable))
+        .route("/admin/sinks/{id}/disable", post(http_disable))
+        .route("/admin/sinks/{id}/redeliver", post(http_redeliver))
+}
+
+/// Runs `f` in a write transaction behind the admin token (a refusal changes nothing).
+async fn write<F>(state: &AppState, headers: &HeaderMap, mut f: F) -> Response
+where
+    F: FnMut(&mut dyn Tx, i64) -> Result<Value, AdminError> + Send + 'static,
+{
+    if let Some(denied) = crate::admin::deny(state, headers) {
+        return denied;
+    }
+    let now = millis(state.clock.now());
+    match state
+        .store
+        .attempt(move |tx| Ok::<_, StoreError>(f(tx, now)))
+        .await
+    {
+        Ok(Ok(value)) => Json(value).into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => AdminError::from(e).into_response(),
+    }
+}
+
+/// Runs `f` on a read snapshot behind the admin token.
+async fn read<F>(state: &AppState, headers: &HeaderMap, f: F) -> Response
+where
+    F: FnOnce(&mut dyn Tx) -> Result<Value, AdminError> + Send + 'static,
+{
+    if let Some(denied) = crate::admin::deny(state, headers) {
+        return denied;
+    }
+    match state.store.read(move |tx| Ok::<_, StoreError>(f(tx))).await {
+        Ok(Ok(value)) => Json(value).into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => AdminError::from(e).into_response(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Page {
+    state: Option<String>,
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn http_list_events(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<EventQuery>,
+) -> Response {
+    read(&state, &headers, move |tx| list_events(tx, &q)).await
+}
+
+async fn http_get_event(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    read(&state, &headers, move |tx| get_event(tx, id)).await
+}
+
+async fn http_event_attempts(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    read(&state, &headers, move |tx| event_attempts(tx, id)).await
+}
+
+async fn http_list_sinks(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    read(&state, &headers, list_sinks).await
+}
+
+async fn http_create_sink(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // The token is checked before the body is looked at.
+    if let Some(denied) = crate::admin::deny(&state, &headers) {
+        return denied;
+    }
+    let new: NewSink = match serde_json::from_slice(&body) {
+        Ok(new) => new,
+        Err(e) => return invalid(e.to_string()).into_response(),
+    };
+    write(&state, &headers, move |tx, now| create_sink(tx, &new, now)).await
+}
+
+async fn http_get_sink(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    read(&state, &headers, move |tx| get_sink(tx, id)).await
+}
+
+async fn http_sink_deliveries(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Query(p): Query<Page>,
+) -> Response {
+    read(&state, &headers, move |tx| {
+        sink_deliveries(tx, id, p.state.as_deref(), p.after, p.limit)
+    })
+    .await
+}
+
+async fn http_sink_attempts(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Query(p): Query<Page>,
+) -> Response {
+    read(&state, &headers, move |tx| sink_attempts(tx, id, p.limit)).await
+}
+
+async fn http_enable(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    write(&state, &headers, move |tx, now| {
+        set_sink_enabled(tx, id, true, now)
+    })
+    .await
+}
+
+async fn http_disable(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    write(&state, &headers, move |tx, now| {
+        set_sink_enabled(tx, id, false, now)
+    })
+    .await
+}
+
+async fn http_redeliver(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(denied) = crate::admin::deny(&state, &headers) {
+        return denied;
+    }
+    let what: Redeliver = match serde_json::from_slice(&body) {
+        Ok(w) => w,
+        Err(e) => return invalid(e.to_string()).into_response(),
+    };
+    write(&state, &headers, move |tx, now| {
+        redeliver(tx, id, &what, now)
+    })
+    .await
+}
