@@ -559,28 +559,7 @@ fn record_tx(
 /// Runs a dispatcher until SIGINT or SIGTERM (`topgate dispatch`).
 pub async fn run_until_signal(store: Store, settings: EventSettings) {
     let handle = spawn(store, settings);
-    shutdown_signal().await;
+    crate::gateway::shutdown_signal().await;
     tracing::info!("stopping the dispatcher");
     handle.shutdown().await;
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
 }
