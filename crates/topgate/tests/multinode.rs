@@ -33,7 +33,14 @@ async fn fresh_database() -> String {
 /// Starts `topgate serve --sandbox` on a free port and waits for its URL line.
 fn start_node(database_url: &str) -> Node {
     let mut child = Command::new(env!("CARGO_BIN_EXE_topgate"))
-        .args(["serve", "--sandbox", "--listen", "127.0.0.1:0", "--database-url", database_url])
+        .args([
+            "serve",
+            "--sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            database_url,
+        ])
         .env("TOPGATE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -69,8 +76,13 @@ async fn send(http: &reqwest::Client, url: &str, req: &Req) -> serde_json::Value
 }
 
 async fn count(database_url: &str, sql: &str) -> i64 {
-    let mut conn = sqlx::PgConnection::connect(database_url).await.expect("connect");
-    sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("count")
+    let mut conn = sqlx::PgConnection::connect(database_url)
+        .await
+        .expect("connect");
+    sqlx::query_scalar(sql)
+        .fetch_one(&mut conn)
+        .await
+        .expect("count")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -78,15 +90,28 @@ async fn two_nodes_seed_once_and_resolve_races_to_one_effect() {
     let db = fresh_database().await;
     let a = start_node(&db);
     let b = start_node(&db);
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM apps WHERE app_key IN ('test', 'other')").await, 2);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM apps WHERE app_key IN ('test', 'other')"
+        )
+        .await,
+        2
+    );
     assert_eq!(count(&db, "SELECT COUNT(*) FROM trades").await, 4);
 
     let http = reqwest::Client::new();
     let mut tasks = Vec::new();
     for i in 0..500 {
-        let url = if i % 2 == 0 { a.url.clone() } else { b.url.clone() };
+        let url = if i % 2 == 0 {
+            a.url.clone()
+        } else {
+            b.url.clone()
+        };
         let http = http.clone();
-        tasks.push(tokio::spawn(async move { send(&http, &url, &pay(&pay_example())).await }));
+        tasks.push(tokio::spawn(async move {
+            send(&http, &url, &pay(&pay_example())).await
+        }));
     }
     let mut bodies = Vec::new();
     for t in tasks {
@@ -96,17 +121,27 @@ async fn two_nodes_seed_once_and_resolve_races_to_one_effect() {
     let first = bodies[0].clone();
     assert_eq!(first["succ"], true, "{first}");
     for body in &bodies {
-        assert_eq!(body["data"], first["data"], "every duplicate answers the same order");
+        assert_eq!(
+            body["data"], first["data"],
+            "every duplicate answers the same order"
+        );
     }
     assert_eq!(count(&db, "SELECT COUNT(*) FROM right_orders").await, 1);
 
     // Opposite outcomes for the same order, racing on both nodes: one final state.
     let mut tasks = Vec::new();
     for i in 0..40 {
-        let url = if i % 2 == 0 { a.url.clone() } else { b.url.clone() };
+        let url = if i % 2 == 0 {
+            a.url.clone()
+        } else {
+            b.url.clone()
+        };
         let http = http.clone();
-        let param0 = json!({"order_no": 12345678, "success": i % 4 < 2, "req_id": format!("race-{i}")});
-        tasks.push(tokio::spawn(async move { send(&http, &url, &opentrade(&param0)).await }));
+        let param0 =
+            json!({"order_no": 12345678, "success": i % 4 < 2, "req_id": format!("race-{i}")});
+        tasks.push(tokio::spawn(async move {
+            send(&http, &url, &opentrade(&param0)).await
+        }));
     }
     let mut winners = std::collections::BTreeSet::new();
     for t in tasks {
@@ -122,8 +157,16 @@ async fn two_nodes_seed_once_and_resolve_races_to_one_effect() {
         }
     }
     assert_eq!(winners.len(), 1, "only one outcome is ever acknowledged");
-    let finished = count(&db, "SELECT COUNT(*) FROM trades WHERE tid = 12345678 AND status = 'TRADE_FINISHED'").await;
-    let closed = count(&db, "SELECT COUNT(*) FROM trades WHERE tid = 12345678 AND status = 'TRADE_CLOSED'").await;
+    let finished = count(
+        &db,
+        "SELECT COUNT(*) FROM trades WHERE tid = 12345678 AND status = 'TRADE_FINISHED'",
+    )
+    .await;
+    let closed = count(
+        &db,
+        "SELECT COUNT(*) FROM trades WHERE tid = 12345678 AND status = 'TRADE_CLOSED'",
+    )
+    .await;
     assert_eq!(finished + closed, 1);
     let succeeded = winners.into_iter().next().flatten().unwrap();
     assert_eq!(finished == 1, succeeded);
@@ -143,7 +186,11 @@ async fn a_node_killed_with_sigkill_loses_no_acknowledged_change() {
     let mut tasks = Vec::new();
     for i in 0..300 {
         let http = http.clone();
-        let url = if i % 2 == 0 { a.url.clone() } else { b.url.clone() };
+        let url = if i % 2 == 0 {
+            a.url.clone()
+        } else {
+            b.url.clone()
+        };
         let mut dto = pay_example();
         dto["idempotent_id"] = json!(format!("kill-{i}"));
         dto["outer_order_id"] = json!(format!("kill-{i}"));
@@ -171,23 +218,37 @@ async fn a_node_killed_with_sigkill_loses_no_acknowledged_change() {
             acknowledged.push(i);
         }
     }
-    assert!(acknowledged.len() >= 150, "node b kept serving: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 150,
+        "node b kept serving: {}",
+        acknowledged.len()
+    );
     let mut conn = sqlx::PgConnection::connect(&db).await.unwrap();
     for i in acknowledged {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM right_orders WHERE outer_order_id = $1")
-            .bind(format!("kill-{i}"))
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM right_orders WHERE outer_order_id = $1")
+                .bind(format!("kill-{i}"))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
         assert_eq!(n, 1, "acknowledged payment kill-{i} is stored exactly once");
     }
     // The survivor still answers replays of what node a acknowledged.
-    let replay = send(&http, &b.url, &pay(&{
-        let mut dto = pay_example();
-        dto["idempotent_id"] = json!("kill-0");
-        dto["outer_order_id"] = json!("kill-0");
-        dto
-    }))
+    let replay = send(
+        &http,
+        &b.url,
+        &pay(&{
+            let mut dto = pay_example();
+            dto["idempotent_id"] = json!("kill-0");
+            dto["outer_order_id"] = json!("kill-0");
+            dto
+        }),
+    )
     .await;
-    assert!(replay.get("alibaba_diantao_tripartite_right_pay_notify_response").is_some(), "{replay}");
+    assert!(
+        replay
+            .get("alibaba_diantao_tripartite_right_pay_notify_response")
+            .is_some(),
+        "{replay}"
+    );
 }

@@ -474,7 +474,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 AdminCommand::RightOrder {
                     order_id,
                     event: Some(ev),
-                } => admin(&store, move |tx| ops::right_order_event(tx, order_id, &ev, now_ms)).await?,
+                } => {
+                    admin(&store, move |tx| {
+                        ops::right_order_event(tx, order_id, &ev, now_ms)
+                    })
+                    .await?
+                }
                 AdminCommand::RightOrders => admin(&store, ops::list_right_orders).await?,
                 AdminCommand::Idempotency => admin(&store, ops::list_idempotency).await?,
                 AdminCommand::SeedSandbox => {

@@ -64,5 +64,9 @@ pub async fn check_shared(
             Ok(row.map_or(1, |r| r.i64(0)))
         })
         .await?;
-    Ok(if calls > i64::from(per_second) { Err(1) } else { Ok(()) })
+    Ok(if calls > i64::from(per_second) {
+        Err(1)
+    } else {
+        Ok(())
+    })
 }
