@@ -1535,6 +1535,60 @@ async fn auto_finish_on_activation_finishes_the_trade() {
     );
 }
 
+#[tokio::test]
+async fn auto_finish_consigns_and_confirms_an_activation_without_shipment() {
+    let app = spawn_app().await;
+    admin_ok(
+        &app,
+        "/admin/biz-types",
+        json!({"code": "89", "name": "激活即完成", "auto_finish_on_activation": true}),
+    )
+    .await;
+    new_supplier(&app, 6, json!(["89"]), "autofin2").await;
+    admin_ok(
+        &app,
+        "/admin/trades",
+        carrier_trade(733_000, 1, "WAIT_SELLER_SEND_GOODS", 6, "89"),
+    )
+    .await;
+    let req = supplier(&with(activate(733_000, "3301"), json!({"biz_type": "89"})))
+        .app("autofin2", "autofin2");
+    accept(&app, &req).await;
+    let t = app.trade(733_000).await;
+    assert_eq!(t["status"], "TRADE_FINISHED", "{t}");
+    assert!(t["consigned"].is_string() && t["ended"].is_string());
+    assert_eq!(fulfilment(&t)["status"], "ACTIVATED");
+    assert_eq!(cards(&t).len(), 1);
+}
+
+#[tokio::test]
+async fn ext_info_is_logged_as_text_and_parsed_when_it_is_a_json_object() {
+    let app = spawn_app().await;
+    new_order(&app, 734_000, 1).await;
+    let ext = r#"{"channel":"c1","n":2}"#;
+    accept(
+        &app,
+        &supplier(&with(receipt(734_000, true), json!({"ext_info": ext}))),
+    )
+    .await;
+    let logged = &notifications(&app.trade(734_000).await)[0];
+    let payload: Value = serde_json::from_str(logged["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["ext_info"], ext);
+    assert_eq!(payload["ext_info_json"], json!({"channel": "c1", "n": 2}));
+
+    new_order(&app, 734_001, 1).await;
+    let text = "<\"key\", \"value\">";
+    accept(
+        &app,
+        &supplier(&with(receipt(734_001, true), json!({"ext_info": text}))),
+    )
+    .await;
+    let logged = &notifications(&app.trade(734_001).await)[0];
+    let payload: Value = serde_json::from_str(logged["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["ext_info"], text);
+    assert!(payload.get("ext_info_json").is_none());
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. Ownership
 // ---------------------------------------------------------------------------------------------

@@ -252,3 +252,44 @@ async fn a_node_killed_with_sigkill_loses_no_acknowledged_change() {
         "{replay}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_per_method_limit_holds_across_nodes() {
+    let db = fresh_database().await;
+    let a = start_node(&db);
+    let b = start_node(&db);
+    let created = Command::new(env!("CARGO_BIN_EXE_topgate"))
+        .args(["--database-url", &db, "app", "create", "--app-key", "limited", "--secret", "s3"])
+        .args(["--method", "taobao.time.get", "--calls-per-second", "3"])
+        .output()
+        .expect("app create runs");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let http = reqwest::Client::new();
+    // 40 calls within well under a second, alternating nodes: the database counts them all.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let url = if i % 2 == 0 { a.url.clone() } else { b.url.clone() };
+        let http = http.clone();
+        tasks.push(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let v = send(&http, &url, &Req::new("taobao.time.get").app("limited", "s3")).await;
+            (v, started.elapsed())
+        }));
+    }
+    let (mut served, mut limited) = (0, 0);
+    for t in tasks {
+        let (v, _) = t.await.expect("task");
+        if v.get("time_get_response").is_some() {
+            served += 1;
+        } else {
+            assert_eq!(v["error_response"]["code"], 7, "{v}");
+            assert!(v["error_response"]["sub_code"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("accesscontrol.")));
+            limited += 1;
+        }
+    }
+    // At most 3 per wall-clock second; the burst may straddle one second boundary.
+    assert!((1..=6).contains(&served), "served {served}");
+    assert_eq!(served + limited, 40);
+}

@@ -12,7 +12,9 @@
 //! `NOTIFY_CONFLICT` for `0`/`1`, while a receipt (`2`) takes the newer value until the order
 //! is shipped. Choices where the spec leaves room: an activation that names no ICCID on an order
 //! without cards is `ICCID_NOT_MATCH` (no card can be identified); offer dates are stored by
-//! activation notices only; replays are not appended to the notification log.
+//! activation notices only; replays are not appended to the notification log; with a biz type's
+//! `auto_finish_on_activation`, an activation finishes the trade, consigning it first when no
+//! shipment was reported; `ext_info` is logged as text, and parsed too when it is a JSON object.
 
 use serde_json::json;
 use top_protocol::registry::{MethodSpec, ParamKind, ParamSpec};
@@ -88,6 +90,20 @@ impl Notice {
             "offer_end": self.offer_end,
             "ext_info": self.ext_info,
         })
+    }
+
+    /// The payload logged with an accepted notice: the canonical form, plus `ext_info` parsed
+    /// when it is a JSON object (the doc's example `<"key", "value">` is not, and stays text).
+    fn logged(&self) -> serde_json::Value {
+        let mut payload = self.canonical();
+        if let Some(serde_json::Value::Object(ext)) = self
+            .ext_info
+            .as_deref()
+            .and_then(|e| serde_json::from_str(e).ok())
+        {
+            payload["ext_info_json"] = serde_json::Value::Object(ext);
+        }
+        payload
     }
 }
 
@@ -382,7 +398,7 @@ fn apply(
     }
     tx.execute(
         "INSERT INTO supplier_notifications (tid, notify_type, natural_key, payload_hash, payload, dates_swapped, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        args![trade.tid, n.notify_type.wire(), key.as_str(), hash.as_str(), n.canonical().to_string(), n.dates_swapped, now_ms],
+        args![trade.tid, n.notify_type.wire(), key.as_str(), hash.as_str(), n.logged().to_string(), n.dates_swapped, now_ms],
     )?;
     crate::events::emit(
         tx,
@@ -563,8 +579,18 @@ fn activation(
             args![ful.biz_type.as_str()],
         )?
         .is_some_and(|r| r.bool(0));
-    if auto_finish && trade.status == "WAIT_BUYER_CONFIRM_GOODS" {
-        trades::apply(tx, trade.tid, TradeEvent::Confirm, now_ms)?;
+    // An activated card proves delivery: with auto-finish, a trade not yet consigned (activation
+    // reported without a shipment notice) is consigned and confirmed in one step, as API 4 does.
+    if auto_finish {
+        if trade.status == "WAIT_SELLER_SEND_GOODS" {
+            trades::apply(tx, trade.tid, TradeEvent::Consign, now_ms)?;
+        }
+        if matches!(
+            trade.status.as_str(),
+            "WAIT_SELLER_SEND_GOODS" | "WAIT_BUYER_CONFIRM_GOODS"
+        ) {
+            trades::apply(tx, trade.tid, TradeEvent::Confirm, now_ms)?;
+        }
     }
     Ok(Ok(()))
 }
