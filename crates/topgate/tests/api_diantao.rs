@@ -13,36 +13,6 @@ use std::sync::Arc;
 
 const RESPONSE: &str = "alibaba_diantao_tripartite_right_pay_notify_response";
 
-fn redact(v: &Value) -> Value {
-    match v {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    if k == "request_id" {
-                        (k.clone(), json!("[request_id]"))
-                    } else {
-                        (k.clone(), redact(v))
-                    }
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
-        other => other.clone(),
-    }
-}
-
-async fn create(app: &TestApp, resource: &str, body: Value) -> Value {
-    let (status, v) = app
-        .admin(
-            Method::POST,
-            &format!("/admin/{resource}"),
-            Some(body.clone()),
-        )
-        .await;
-    assert_eq!(status, 200, "creating {resource} {body}: {v}");
-    v
-}
-
 /// The example with its two keys replaced, so that each call is a new payment.
 fn example_with(idempotent_id: &str, outer: &str) -> Value {
     let mut dto = pay_example();

@@ -11,36 +11,6 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// Replaces every `request_id` value so that bodies can be compared and snapshotted.
-fn redact(v: &Value) -> Value {
-    match v {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    if k == "request_id" {
-                        (k.clone(), json!("[request_id]"))
-                    } else {
-                        (k.clone(), redact(v))
-                    }
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
-        other => other.clone(),
-    }
-}
-
-async fn create(app: &TestApp, resource: &str, body: Value) -> Value {
-    let (status, v) = app
-        .admin(
-            Method::POST,
-            &format!("/admin/{resource}"),
-            Some(body.clone()),
-        )
-        .await;
-    assert_eq!(status, 200, "creating {resource} {body}: {v}");
-    v
-}
-
 async fn event(app: &TestApp, tid: i64, ev: &str) -> (u16, Value) {
     app.admin(Method::POST, &format!("/admin/trades/{tid}/{ev}"), None)
         .await

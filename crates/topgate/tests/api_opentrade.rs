@@ -13,36 +13,6 @@ use std::sync::Arc;
 
 const RESPONSE: &str = "wt_trade_opentrade_resultcallback_response";
 
-fn redact(v: &Value) -> Value {
-    match v {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    if k == "request_id" {
-                        (k.clone(), json!("[request_id]"))
-                    } else {
-                        (k.clone(), redact(v))
-                    }
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
-        other => other.clone(),
-    }
-}
-
-async fn create(app: &TestApp, resource: &str, body: Value) -> Value {
-    let (status, v) = app
-        .admin(
-            Method::POST,
-            &format!("/admin/{resource}"),
-            Some(body.clone()),
-        )
-        .await;
-    assert_eq!(status, 200, "creating {resource} {body}: {v}");
-    v
-}
-
 /// An opentrade trade of seller 2000 with one line per `(oid, price)`.
 async fn open_trade(app: &TestApp, tid: i64, lines: &[(i64, i64)], status: &str) -> Value {
     let lines: Vec<Value> = lines

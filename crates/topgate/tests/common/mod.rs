@@ -293,3 +293,35 @@ pub fn opentrade(param0: &Value) -> Req {
 pub fn lianbei(biz_order_id: &str) -> Req {
     Req::new("alibaba.alisports.lianbei.order.notice").param("biz_order_id", biz_order_id)
 }
+
+/// Replaces every `request_id` value, for snapshots of exact bodies.
+pub fn redact(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    if k == "request_id" {
+                        (k.clone(), serde_json::json!("[request_id]"))
+                    } else {
+                        (k.clone(), redact(v))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Creates an admin resource, asserting HTTP 200.
+pub async fn create(app: &TestApp, resource: &str, body: Value) -> Value {
+    let (status, v) = app
+        .admin(
+            reqwest::Method::POST,
+            &format!("/admin/{resource}"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, 200, "creating {resource} {body}: {v}");
+    v
+}
