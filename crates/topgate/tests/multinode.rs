@@ -259,20 +259,42 @@ async fn a_per_method_limit_holds_across_nodes() {
     let a = start_node(&db);
     let b = start_node(&db);
     let created = Command::new(env!("CARGO_BIN_EXE_topgate"))
-        .args(["--database-url", &db, "app", "create", "--app-key", "limited", "--secret", "s3"])
+        .args([
+            "--database-url",
+            &db,
+            "app",
+            "create",
+            "--app-key",
+            "limited",
+            "--secret",
+            "s3",
+        ])
         .args(["--method", "taobao.time.get", "--calls-per-second", "3"])
         .output()
         .expect("app create runs");
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let http = reqwest::Client::new();
     // 40 calls within well under a second, alternating nodes: the database counts them all.
     let mut tasks = Vec::new();
     for i in 0..40 {
-        let url = if i % 2 == 0 { a.url.clone() } else { b.url.clone() };
+        let url = if i % 2 == 0 {
+            a.url.clone()
+        } else {
+            b.url.clone()
+        };
         let http = http.clone();
         tasks.push(tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let v = send(&http, &url, &Req::new("taobao.time.get").app("limited", "s3")).await;
+            let v = send(
+                &http,
+                &url,
+                &Req::new("taobao.time.get").app("limited", "s3"),
+            )
+            .await;
             (v, started.elapsed())
         }));
     }

@@ -110,7 +110,7 @@ pub fn handle(call: Call) -> HandlerFuture {
         let found = call
             .state
             .store
-            .read(move |tx| lookup(tx, tid, partner_id))
+            .read_now(move |tx| lookup(tx, tid, partner_id))
             .await
             .map_err(internal)?;
         let result = match found {

@@ -41,7 +41,10 @@ impl Target {
             .authority()
             .ok_or_else(|| anyhow::anyhow!("{url} has no host"))?;
         let port = authority.port_u16().unwrap_or(80);
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         let addr = tokio::net::lookup_host((host, port))
             .await?
             .next()

@@ -231,10 +231,7 @@ async fn prepare(args: &RunArgs, target: &Target, limit: Limit) -> anyhow::Resul
             )
         })?;
         if !args.json {
-            eprintln!(
-                "preparing {} orders through the admin API…",
-                bodies.len()
-            );
+            eprintln!("preparing {} orders through the admin API…", bodies.len());
         }
         load::admin_create_all(&admin, token, bodies, args.connections).await?;
     }
@@ -300,10 +297,7 @@ fn report(args: &RunArgs, limit: Limit, phases: &[PhaseResult]) {
             "ratio_to_ceiling": ratio_to_ceiling,
             "ratio_to_compare": ratio_to_compare,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return;
     }
     println!(
@@ -333,19 +327,10 @@ fn report(args: &RunArgs, limit: Limit, phases: &[PhaseResult]) {
         );
     }
     if let Some(r) = ratio_to_ceiling {
-        println!(
-            "{} / healthz ceiling: {:.1}%",
-            args.api.name(),
-            r * 100.0
-        );
+        println!("{} / healthz ceiling: {:.1}%", args.api.name(), r * 100.0);
     }
     if let Some(r) = ratio_to_compare {
-        println!(
-            "{} / {}: {:.1}x",
-            args.api.name(),
-            args.compare_name,
-            r
-        );
+        println!("{} / {}: {:.1}x", args.api.name(), args.compare_name, r);
     }
     for p in phases.iter().filter(|p| p.errors > 0) {
         let codes: Vec<String> = p

@@ -194,7 +194,8 @@ mod tests {
 
     #[test]
     fn classifies_successes_errors_and_refusals() {
-        let ok = br#"{"alibaba_diantao_tripartite_right_pay_notify_response":{"result":{"succ":true}}}"#;
+        let ok =
+            br#"{"alibaba_diantao_tripartite_right_pay_notify_response":{"result":{"succ":true}}}"#;
         assert_eq!(classify(Api::Pay, 200, ok), None);
         let err = br#"{"error_response":{"code":25,"msg":"Invalid signature","request_id":"x"}}"#;
         assert_eq!(classify(Api::Pay, 200, err).as_deref(), Some("top:25"));
@@ -203,7 +204,10 @@ mod tests {
             classify(Api::Pay, 200, refused).as_deref(),
             Some("biz:10006")
         );
-        assert_eq!(classify(Api::Healthz, 503, b"").as_deref(), Some("http:503"));
+        assert_eq!(
+            classify(Api::Healthz, 503, b"").as_deref(),
+            Some("http:503")
+        );
     }
 
     #[test]

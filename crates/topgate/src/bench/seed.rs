@@ -82,8 +82,9 @@ fn seed_range(tx: &mut dyn Tx, start: u64, end: u64, now_ms: i64) -> Result<(), 
             args![order_id, outer.as_str(), outer.as_str(), created, created],
         )?;
         if inserted == 1 {
-            let body = json!({"open_id": "000000000000000000000", "order_id": order_id.to_string()})
-                .to_string();
+            let body =
+                json!({"open_id": "000000000000000000000", "order_id": order_id.to_string()})
+                    .to_string();
             for key in [format!("outer:{outer}"), format!("idempotent:{outer}")] {
                 tx.execute(
                     "INSERT INTO idempotency_records (scope, idem_key, request_hash, response_body, created_at) VALUES (?, ?, 'seed', ?, ?)",

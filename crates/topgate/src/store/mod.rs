@@ -188,6 +188,11 @@ where
 pub trait Backend: Send + Sync {
     fn submit_write(&self, job: WriteJob) -> Result<(), StoreError>;
     fn submit_read(&self, job: ReadJob) -> Result<(), StoreError>;
+    /// Runs a short read (a point lookup) on the calling thread when the backend can do so
+    /// without waiting for writers; the default hands it to the reader pool like any read.
+    fn read_inline(&self, job: ReadJob) -> Result<(), StoreError> {
+        self.submit_read(job)
+    }
     fn describe(&self) -> String;
     /// Whether several server processes may share this database (then limits live in it too).
     fn shared(&self) -> bool {
@@ -259,6 +264,24 @@ impl Store {
         receiver
             .await
             .map_err(|_| StoreError::Backend("write job was dropped".into()))?
+    }
+
+    /// Runs a point lookup in a read-only snapshot, on the calling thread where the backend
+    /// allows it (SQLite in WAL mode: readers never wait for the writer). For the per-request
+    /// lookups of the hot path, which would otherwise pay two thread hand-offs for a few
+    /// microseconds of work; longer reads belong in [`Store::read`].
+    pub async fn read_now<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (sender, receiver) = oneshot::channel();
+        self.backend.read_inline(Box::new(move |tx| {
+            let _ = sender.send(f(tx));
+        }))?;
+        receiver
+            .await
+            .map_err(|_| StoreError::Backend("read job was dropped".into()))?
     }
 
     /// Runs `f` in a read-only snapshot on a reader connection.

@@ -6,11 +6,20 @@
 //! with the commit's outcome. A job that fails or panics is rolled back to its savepoint
 //! without touching the others. Batches form by themselves under load: while one commit
 //! fsyncs, the next requests queue up.
+//!
+//! Checkpoints (copying the WAL back into the database file, with its own fsync) run on a
+//! separate thread so that the writer's commits never wait for them; the writer checkpoints
+//! itself only as a safety net when the WAL grows past [`WRITER_CHECKPOINT_PAGES`]. Short
+//! reads of the request path ([`super::Store::read_now`]) run on the calling thread over a
+//! per-thread connection, longer ones on the reader threads; in WAL mode neither waits for
+//! the writer.
 
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, Value as Sqlite, ValueRef};
 use rusqlite::{Connection, ToSql};
@@ -20,6 +29,15 @@ use super::{Backend, ReadJob, Row, SqlValue, StoreError, Tx, WriteJob};
 /// The most jobs one commit carries; bounds the latency a batch adds to its first job.
 pub const MAX_BATCH: usize = 256;
 const READERS: usize = 4;
+/// Page cache of the writer, in KiB: the hot index pages of large tables stay in memory.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+/// Page cache of each reader connection, in KiB (there is one per reader thread and one per
+/// runtime worker thread, so this is kept modest for the memory budget).
+const READER_CACHE_KIB: i64 = 8 * 1024;
+/// WAL size at which the writer checkpoints by itself (the checkpoint thread fell behind).
+pub const WRITER_CHECKPOINT_PAGES: i64 = 20_000;
+/// Pause between background checkpoints while commits keep coming.
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(50);
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("0001_init.sql")),
@@ -38,6 +56,9 @@ pub fn path_from_url(url: &str) -> PathBuf {
 
 pub struct SqliteBackend {
     path: PathBuf,
+    /// Identifies this database to the per-thread inline reader connections; they are dropped
+    /// once the backend is gone.
+    token: Arc<()>,
     writer: Mutex<Sender<WriteJob>>,
     readers: Mutex<Sender<ReadJob>>,
 }
@@ -99,11 +120,14 @@ impl Tx for SqliteTx<'_> {
     }
 }
 
-fn connect(path: &Path) -> Result<Connection, StoreError> {
+fn connect(path: &Path, cache_kib: i64) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(map_err)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;",
-    )
+    // temp_store=MEMORY keeps the statement journal of each job's savepoint in memory: on
+    // disk it costs a write per page a job first touches, which dominated the writer.
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; \
+         PRAGMA temp_store=MEMORY; PRAGMA cache_size=-{cache_kib};"
+    ))
     .map_err(map_err)?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
@@ -139,17 +163,28 @@ impl SqliteBackend {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Backend(format!("cannot create {dir:?}: {e}")))?;
         }
-        let writer_conn = connect(&path)?;
+        let writer_conn = connect(&path, WRITER_CACHE_KIB)?;
         migrate(&writer_conn)?;
+        writer_conn
+            .execute_batch(&format!(
+                "PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES};"
+            ))
+            .map_err(map_err)?;
+        let checkpoint_conn = connect(&path, 1024)?;
+        let (commits_tx, commits_rx) = mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || run_checkpointer(checkpoint_conn, commits_rx))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         let (write_tx, write_rx) = mpsc::channel::<WriteJob>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run_writer(writer_conn, write_rx))
+            .spawn(move || run_writer(writer_conn, write_rx, commits_tx))
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         let (read_tx, read_rx) = mpsc::channel::<ReadJob>();
         let read_rx = Arc::new(Mutex::new(read_rx));
         for i in 0..READERS {
-            let conn = connect(&path)?;
+            let conn = connect(&path, READER_CACHE_KIB)?;
             let rx = Arc::clone(&read_rx);
             std::thread::Builder::new()
                 .name(format!("sqlite-reader-{i}"))
@@ -158,6 +193,7 @@ impl SqliteBackend {
         }
         Ok(Self {
             path,
+            token: Arc::new(()),
             writer: Mutex::new(write_tx),
             readers: Mutex::new(read_tx),
         })
@@ -175,16 +211,48 @@ impl Backend for SqliteBackend {
         sender.send(job).map_err(|_| closed())
     }
 
+    fn read_inline(&self, job: ReadJob) -> Result<(), StoreError> {
+        INLINE_READERS.with(|cell| {
+            let mut conns = cell.borrow_mut();
+            let key = Arc::as_ptr(&self.token) as usize;
+            let found = conns
+                .iter()
+                .position(|(token, k, _)| *k == key && token.strong_count() > 0);
+            let index = match found {
+                Some(i) => i,
+                None => {
+                    conns.retain(|(token, _, _)| token.strong_count() > 0);
+                    let conn = connect(&self.path, READER_CACHE_KIB)?;
+                    conns.push((Arc::downgrade(&self.token), key, conn));
+                    conns.len() - 1
+                }
+            };
+            run_read(&conns[index].2, job);
+            Ok(())
+        })
+    }
+
     fn describe(&self) -> String {
         format!("sqlite://{}", self.path.display())
     }
+}
+
+thread_local! {
+    /// This thread's read connections, one per open database (usually one).
+    static INLINE_READERS: RefCell<Vec<(Weak<()>, usize, Connection)>> = const { RefCell::new(Vec::new()) };
 }
 
 fn closed() -> StoreError {
     StoreError::Backend("database threads have stopped".into())
 }
 
-fn run_writer(conn: Connection, jobs: Receiver<WriteJob>) {
+/// Runs `sql` through the statement cache: the savepoint statements run once per job, and
+/// parsing them each time showed in the writer's profile.
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+fn run_writer(conn: Connection, jobs: Receiver<WriteJob>, commits: SyncSender<()>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -193,7 +261,7 @@ fn run_writer(conn: Connection, jobs: Receiver<WriteJob>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = exec_cached(&conn, "BEGIN IMMEDIATE") {
             let err = map_err(e);
             for job in batch {
                 job.finish(Err(err.clone()));
@@ -202,15 +270,16 @@ fn run_writer(conn: Connection, jobs: Receiver<WriteJob>) {
         }
         let mut ran = Vec::with_capacity(batch.len());
         for mut job in batch {
-            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            if let Err(e) = exec_cached(&conn, "SAVEPOINT job") {
                 job.finish(Err(map_err(e)));
                 continue;
             }
             let keep = catch_unwind(AssertUnwindSafe(|| job.run(&mut SqliteTx(&conn))));
             let step = if matches!(keep, Ok(true)) {
-                conn.execute_batch("RELEASE job")
+                exec_cached(&conn, "RELEASE job")
             } else {
-                conn.execute_batch("ROLLBACK TO job; RELEASE job")
+                exec_cached(&conn, "ROLLBACK TO job")
+                    .and_then(|_| exec_cached(&conn, "RELEASE job"))
             };
             if let Err(e) = step {
                 tracing::error!(error = %e, "savepoint step failed");
@@ -220,13 +289,27 @@ fn run_writer(conn: Connection, jobs: Receiver<WriteJob>) {
                 Err(_) => job.finish(Err(StoreError::Backend("write job panicked".into()))),
             }
         }
-        let commit = conn.execute_batch("COMMIT").map_err(map_err);
+        let commit = exec_cached(&conn, "COMMIT").map_err(map_err);
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
         for job in ran {
             job.finish(commit.clone());
         }
+        // Wakes the checkpoint thread; a full slot means it already has a wake-up pending.
+        let _ = commits.try_send(());
+    }
+}
+
+/// Copies committed WAL frames into the database file while commits come in, pausing between
+/// rounds so that one checkpoint (and its fsync) serves many commits. PASSIVE never blocks the
+/// writer or the readers. Stops when the writer does.
+fn run_checkpointer(conn: Connection, commits: Receiver<()>) {
+    while commits.recv().is_ok() {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "background checkpoint failed");
+        }
+        std::thread::sleep(CHECKPOINT_PAUSE);
     }
 }
 
@@ -251,13 +334,18 @@ fn run_reader(conn: Connection, jobs: Arc<Mutex<Receiver<ReadJob>>>) {
                 Err(_) => return,
             }
         };
-        if conn.execute_batch("BEGIN").is_err() {
-            job(&mut FailedTx(StoreError::Backend(
-                "cannot begin read".into(),
-            )));
-            continue;
-        }
-        let _ = catch_unwind(AssertUnwindSafe(|| job(&mut SqliteTx(&conn))));
-        let _ = conn.execute_batch("COMMIT");
+        run_read(&conn, job);
     }
+}
+
+/// Runs one read job in its own snapshot.
+fn run_read(conn: &Connection, job: ReadJob) {
+    if exec_cached(conn, "BEGIN").is_err() {
+        job(&mut FailedTx(StoreError::Backend(
+            "cannot begin read".into(),
+        )));
+        return;
+    }
+    let _ = catch_unwind(AssertUnwindSafe(|| job(&mut SqliteTx(conn))));
+    let _ = exec_cached(conn, "COMMIT");
 }

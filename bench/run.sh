@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Reruns every figure of BENCHMARKS.md on this machine: builds topgate (release), seeds a
+# 1-thousand-order and a 1-million-order SQLite store, installs Mockoon into bench/.mockoon,
+# then drives each API with `topgate bench` against 127.0.0.1 only. Every phase of one
+# `topgate bench` call (healthz ceiling, API, Mockoon) runs in the same process with the same
+# connections, so the ratios it prints are of one run. Results: bench/results/*.json and
+# bench/results/summary.txt.
+#
+# Usage: bench/run.sh [seconds-per-phase]   (default 5; BIG_ORDERS=1000000 to change the big store)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS="${1:-5}"
+BIG_ORDERS="${BIG_ORDERS:-1000000}"
+WORK="${BENCH_WORK:-/tmp/topgate-bench}"
+OUT=bench/results
+PORT=18080
+MOCK_PORT=18090
+TOKEN=bench-admin-token
+URL="http://127.0.0.1:$PORT/router/rest"
+BIN=target/release/topgate
+mkdir -p "$WORK" "$OUT"
+
+echo "== build"
+cargo build --release --locked -p topgate
+
+echo "== Mockoon (@mockoon/cli from npm, into bench/.mockoon)"
+if [ ! -x bench/.mockoon/node_modules/.bin/mockoon-cli ]; then
+  npm install --prefix bench/.mockoon --no-audit --no-fund --silent @mockoon/cli
+fi
+
+SERVER_PID=""
+MOCK_PID=""
+cleanup() {
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+  [ -n "$MOCK_PID" ] && kill "$MOCK_PID" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "nothing listens on $1"; exit 1
+}
+
+start_server() { # $1 = database file
+  TOPGATE_ADMIN_TOKEN=$TOKEN "$BIN" --sandbox --database-url "sqlite://$1" serve \
+    --listen "127.0.0.1:$PORT" >"$WORK/server.out" 2>"$WORK/server.err" &
+  SERVER_PID=$!
+  wait_port $PORT
+}
+
+stop_server() {
+  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+}
+
+# Peak RSS (VmHWM) of the server so far, in MiB.
+peak_rss() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$SERVER_PID/status"; }
+
+bench() { # name, then topgate bench arguments
+  local name=$1; shift
+  echo "-- $name"
+  "$BIN" bench --url "$URL" --admin-token "$TOKEN" --duration "$SECS" --json "$@" >"$OUT/$name.json"
+  python3 - "$OUT/$name.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for p in d["phases"]:
+    l = p["latency_us"]
+    print(f'   {p["name"]:<9} {p["throughput"]:>9.0f}/s  p50 {l["p50"]/1000:.2f} p99 {l["p99"]/1000:.2f} p99.9 {l["p999"]/1000:.2f} max {l["max"]/1000:.2f} ms  errors {p["errors"]} {p["errors_by_code"] or ""}')
+r = d.get("ratio_to_ceiling"); c = d.get("ratio_to_compare")
+if r is not None: print(f'   {d["api"]} / healthz ceiling: {r*100:.1f}%')
+if c is not None: print(f'   {d["api"]} / mockoon: {c:.1f}x')
+PY
+}
+
+{
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), disk: $(df -h "$WORK" | awk 'NR==2 {print $1" "$2}')"
+echo "date: $(date -u +%FT%TZ), ${SECS}s per phase"
+
+echo "== 1 thousand stored orders"
+rm -f "$WORK"/small.db*
+"$BIN" --database-url "sqlite://$WORK/small.db" bench seed --orders 1000
+start_server "$WORK/small.db"
+node bench/.mockoon/node_modules/@mockoon/cli/bin/run.js start -d bench/mockoon-pay.json \
+  -p $MOCK_PORT -X >"$WORK/mockoon.log" 2>&1 &
+MOCK_PID=$!
+wait_port $MOCK_PORT
+bench pay-64-mockoon --api pay --connections 64 --compare-url "http://127.0.0.1:$MOCK_PORT/router/rest" --compare-name mockoon
+kill "$MOCK_PID"; MOCK_PID=""
+bench lianbei-64-1k --api lianbei --connections 64 --seeded 1000
+bench pay-64-1k --api pay --connections 64
+bench supplier-64 --api supplier --connections 64
+bench opentrade-64 --api opentrade --connections 64
+bench mix-64 --api mix --connections 64 --seeded 1000
+for c in 1 16 256; do
+  bench "pay-$c" --api pay --connections "$c"
+  bench "lianbei-$c" --api lianbei --connections "$c" --seeded 1000
+done
+stop_server
+
+echo "== $BIG_ORDERS stored orders"
+# Seeded once and kept (the marker says the seed finished; the WAL may hold part of the data,
+# so the files are never moved).
+if [ ! -f "$WORK/big-$BIG_ORDERS.done" ]; then
+  rm -f "$WORK/big-$BIG_ORDERS.db"*
+  "$BIN" --database-url "sqlite://$WORK/big-$BIG_ORDERS.db" bench seed --orders "$BIG_ORDERS"
+  touch "$WORK/big-$BIG_ORDERS.done"
+fi
+start_server "$WORK/big-$BIG_ORDERS.db"
+bench pay-64-big --api pay --connections 64
+bench lianbei-64-big --api lianbei --connections 64 --seeded "$BIG_ORDERS"
+echo "peak RSS of the server under load with $BIG_ORDERS orders: $(peak_rss) MiB"
+stop_server
+} 2>&1 | tee "$OUT/summary.txt"
