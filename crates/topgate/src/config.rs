@@ -28,6 +28,9 @@ pub struct Settings {
     pub iccid_strict: bool,
     /// Key of the `open_id` derivation; sandbox default is fixed so ids are stable.
     pub open_id_key: String,
+    /// How long apps and sessions read from the database are trusted: changes made by another
+    /// process (the CLI, another node) take effect within this time; 0 reads them every call.
+    pub auth_cache_ms: u64,
     /// Whether `topgate serve` also runs the event dispatcher (`topgate dispatch` runs only it).
     pub dispatcher: bool,
     /// Delivery of outbox events (`[events]`).
@@ -44,6 +47,7 @@ impl Default for Settings {
             admin_token: None,
             iccid_strict: false,
             open_id_key: "topgate-open-id".into(),
+            auth_cache_ms: 1000,
             dispatcher: true,
             events: crate::events::EventSettings::default(),
         }

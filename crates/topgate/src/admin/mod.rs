@@ -89,7 +89,12 @@ where
         .attempt(move |tx| Ok::<_, StoreError>(f(tx, now_ms)))
         .await;
     match outcome {
-        Ok(Ok(value)) => Json(value).into_response(),
+        Ok(Ok(value)) => {
+            // Apps, secrets or sessions may have changed: the gateway must not serve stale ones.
+            state.apps.clear();
+            state.sessions.clear();
+            Json(value).into_response()
+        }
         Ok(Err(e)) => e.into_response(),
         Err(e) => AdminError::from(e).into_response(),
     }

@@ -6,6 +6,7 @@
 //! compression layer only when the client's `Accept-Encoding` asks for it. Every log line of a
 //! call carries its request_id, app_key and method; secrets and signatures are never logged.
 
+pub mod cache;
 pub mod limits;
 
 use std::future::Future;
@@ -34,7 +35,7 @@ use crate::store::{Store, StoreError};
 /// One authenticated, verified call handed to an API handler.
 pub struct Call {
     pub state: Arc<AppState>,
-    pub app: AppRecord,
+    pub app: Arc<AppRecord>,
     /// The user of a valid `session`, when one was sent.
     pub session_user: Option<i64>,
     pub params: ParamSet,
@@ -50,16 +51,22 @@ pub struct AppState {
     pub clock: Clock,
     pub registry: Registry<Handler>,
     pub limits: limits::RateLimits,
+    pub apps: cache::TtlCache<AppRecord>,
+    pub sessions: cache::TtlCache<apps::SessionRecord>,
 }
 
 impl AppState {
     pub fn new(store: Store, settings: Settings, clock: Clock) -> Arc<Self> {
         Arc::new(Self {
             store,
-            settings,
             clock,
             registry: crate::api::registry(),
             limits: limits::RateLimits::default(),
+            apps: cache::TtlCache::new(std::time::Duration::from_millis(settings.auth_cache_ms)),
+            sessions: cache::TtlCache::new(std::time::Duration::from_millis(
+                settings.auth_cache_ms,
+            )),
+            settings,
         })
     }
 }
@@ -197,13 +204,19 @@ async fn process(
         .ok_or_else(|| TopError::invalid_method(method))?;
     let spec: MethodSpec = *spec;
     let handler = *handler;
-    let app = {
-        let key = app_key.to_string();
-        state
-            .store
-            .read_now(move |tx| apps::load_app(tx, &key))
-            .await
-            .map_err(internal)?
+    let app = match state.apps.get(app_key) {
+        Some(cached) => cached,
+        None => {
+            let key = app_key.to_string();
+            let loaded = state
+                .store
+                .read_now(move |tx| apps::load_app(tx, &key))
+                .await
+                .map_err(internal)?
+                .map(Arc::new);
+            state.apps.put(app_key, loaded.clone());
+            loaded
+        }
     }
     .filter(|app| app.enabled)
     .ok_or_else(TopError::invalid_app_key)?;
@@ -272,14 +285,22 @@ async fn process(
         None if spec.needs_session => return Err(TopError::missing_session()),
         None => None,
         Some(key) => {
-            let key = key.to_string();
-            let session = state
-                .store
-                .read_now(move |tx| apps::load_session(tx, &key))
-                .await
-                .map_err(internal)?
-                .filter(|s| s.app_key == app.app_key && s.expires_at_ms > crate::clock::millis(now))
-                .ok_or_else(TopError::invalid_session)?;
+            let session = match state.sessions.get(key) {
+                Some(cached) => cached,
+                None => {
+                    let owned = key.to_string();
+                    let loaded = state
+                        .store
+                        .read_now(move |tx| apps::load_session(tx, &owned))
+                        .await
+                        .map_err(internal)?
+                        .map(Arc::new);
+                    state.sessions.put(key, loaded.clone());
+                    loaded
+                }
+            }
+            .filter(|s| s.app_key == app.app_key && s.expires_at_ms > crate::clock::millis(now))
+            .ok_or_else(TopError::invalid_session)?;
             Some(session.user_id)
         }
     };
