@@ -9,9 +9,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+/// When an entry was loaded, and what was found (`None`: no such key).
+type Entry<T> = (Instant, Option<Arc<T>>);
+
 pub struct TtlCache<T> {
     ttl: Duration,
-    entries: RwLock<HashMap<String, (Instant, Option<Arc<T>>)>>,
+    entries: RwLock<HashMap<String, Entry<T>>>,
 }
 
 impl<T> TtlCache<T> {
