@@ -120,7 +120,23 @@ impl Tx for SqliteTx<'_> {
     }
 }
 
+/// Turns off SQLite's global allocation statistics, once, before the library initialises:
+/// they take a process-wide mutex on every allocation, which the writer and the readers of the
+/// request path then fight over. Nothing here reads those statistics.
+fn configure_library() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config is called before any connection is opened by this process
+        // (the Once runs first in `connect`); if the library was initialised already it returns
+        // SQLITE_MISUSE and changes nothing, which is harmless.
+        unsafe {
+            rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0);
+        }
+    });
+}
+
 fn connect(path: &Path, cache_kib: i64) -> Result<Connection, StoreError> {
+    configure_library();
     let conn = Connection::open(path).map_err(map_err)?;
     // temp_store=MEMORY keeps the statement journal of each job's savepoint in memory: on
     // disk it costs a write per page a job first touches, which dominated the writer.
