@@ -21,7 +21,7 @@ use top_protocol::registry::{MethodSpec, ParamKind, ParamSpec};
 use top_protocol::{timestamp, Object, TopError};
 
 use super::send_good_param::{self, IccidMode, SendGoodParam};
-use super::{check_len, idempotency, is_code, parse_i64, payload_hash, Fields};
+use super::{idempotency, is_code, parse_i64, payload_hash, Fields};
 use crate::args;
 use crate::clock::millis;
 use crate::gateway::{internal, Call, HandlerFuture};
@@ -188,10 +188,7 @@ fn parse_notice(call: &Call) -> Result<Notice, TopError> {
         (Some(s), Some(e)) if s > e => (Some(e), Some(s), true),
         (s, e) => (s, e, false),
     };
-    let ext_info = f.opt_str("ext_info")?;
-    if let Some(e) = &ext_info {
-        check_len(&f, "ext_info", e, 4000)?;
-    }
+    let ext_info = f.opt_str_max("ext_info", 4000)?;
     Ok(Notice {
         biz_type,
         notify_type,

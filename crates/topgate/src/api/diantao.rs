@@ -112,18 +112,9 @@ fn parse(call: &Call) -> Result<PayNotice, TopError> {
             return Err(f.invalid("right_code", "must be at most 64 of [A-Za-z0-9_]"));
         }
     }
-    let biz = f.opt_str("biz")?;
-    if let Some(b) = &biz {
-        check_len(&f, "biz", b, 64)?;
-    }
-    let biz_scene = f.opt_str("biz_scene")?;
-    if let Some(b) = &biz_scene {
-        check_len(&f, "biz_scene", b, 64)?;
-    }
-    let title = f.opt_str("title")?;
-    if let Some(t) = &title {
-        check_len(&f, "title", t, 128)?;
-    }
+    let biz = f.opt_str_max("biz", 64)?;
+    let biz_scene = f.opt_str_max("biz_scene", 64)?;
+    let title = f.opt_str_max("title", 128)?;
     let channel_id = f.opt_i64("channel_id")?;
     if channel_id.is_some_and(|c| c <= 0) {
         return Err(f.invalid("channel_id", "must be a positive integer"));

@@ -84,6 +84,15 @@ impl Fields {
         }
     }
 
+    /// An optional string field of at most `max` characters.
+    pub fn opt_str_max(&self, key: &str, max: usize) -> Result<Option<String>, TopError> {
+        let value = self.opt_str(key)?;
+        if let Some(v) = &value {
+            check_len(self, key, v, max)?;
+        }
+        Ok(value)
+    }
+
     pub fn req_str(&self, key: &str) -> Result<String, TopError> {
         self.opt_str(key)?.ok_or_else(|| self.missing(key))
     }

@@ -89,14 +89,8 @@ fn parse(call: &Call) -> Result<Callback, TopError> {
     if sub_order_no.is_some_and(|s| s <= 0) {
         return Err(f.invalid("sub_order_no", "must be a positive integer"));
     }
-    let result_code = f.opt_str("result_code")?;
-    if let Some(c) = &result_code {
-        check_len(&f, "result_code", c, 32)?;
-    }
-    let result_desc = f.opt_str("result_desc")?;
-    if let Some(d) = &result_desc {
-        check_len(&f, "result_desc", d, 256)?;
-    }
+    let result_code = f.opt_str_max("result_code", 32)?;
+    let result_desc = f.opt_str_max("result_desc", 256)?;
     let ext = f.opt_str("ext")?;
     let (mut first_charge_amount, mut first_charge_time) = (None, None);
     if let Some(text) = &ext {

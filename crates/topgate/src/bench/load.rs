@@ -309,6 +309,13 @@ async fn send(
         .send_request(request)
         .await
         .map_err(|e| format!("send: {e}"))?;
+    read_response(response).await
+}
+
+/// The status and the whole body of an answer.
+async fn read_response(
+    response: hyper::Response<hyper::body::Incoming>,
+) -> Result<(u16, Bytes), String> {
     let status = response.status().as_u16();
     let bytes = response
         .into_body()
@@ -348,14 +355,7 @@ async fn json_on(
         .send_request(request)
         .await
         .map_err(|e| format!("send: {e}"))?;
-    let status = response.status().as_u16();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("body: {e}"))?
-        .to_bytes();
-    Ok((status, bytes))
+    read_response(response).await
 }
 
 /// POSTs `bodies` to the admin API over `connections` keep-alive connections; fails on the
