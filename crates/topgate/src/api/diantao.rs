@@ -266,22 +266,28 @@ fn apply(
         .idempotent_id
         .as_ref()
         .map(|id| format!("idempotent:{id}"));
+    let outer_key = format!("outer:{}", n.outer_order_id);
+    // Both keys in one statement: one snapshot, so a concurrent winner is seen under both or
+    // neither (the idempotent id's verdict takes precedence).
+    let mut keys = vec![(outer_key.as_str(), payment_hash.as_str())];
     if let Some(key) = &idem_key {
-        match idempotency::lookup(tx, &scope, key, full_hash)? {
+        keys.insert(0, (key.as_str(), full_hash.as_str()));
+    }
+    let recorded = idempotency::lookup_all(tx, &scope, &keys)?;
+    for (i, verdict) in recorded.into_iter().enumerate() {
+        let is_idem = idem_key.is_some() && i == 0;
+        match verdict {
             idempotency::Recorded::Replay(body) => {
                 return Ok(Ok(replay(tx, &body, app_key, open_id_key)?))
             }
-            idempotency::Recorded::Conflict => return Ok(Err(("10005", "幂等ID已被其他请求使用"))),
+            idempotency::Recorded::Conflict if is_idem => {
+                return Ok(Err(("10005", "幂等ID已被其他请求使用")))
+            }
+            idempotency::Recorded::Conflict => {
+                return Ok(Err(("10006", "外部订单号已被其他请求使用")))
+            }
             idempotency::Recorded::New => {}
         }
-    }
-    let outer_key = format!("outer:{}", n.outer_order_id);
-    match idempotency::lookup(tx, &scope, &outer_key, payment_hash)? {
-        idempotency::Recorded::Replay(body) => {
-            return Ok(Ok(replay(tx, &body, app_key, open_id_key)?))
-        }
-        idempotency::Recorded::Conflict => return Ok(Err(("10006", "外部订单号已被其他请求使用"))),
-        idempotency::Recorded::New => {}
     }
     let Some(user_id) = tx
         .query_opt(
