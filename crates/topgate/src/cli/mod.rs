@@ -238,6 +238,10 @@ struct CallArgs {
     format: String,
     #[arg(long)]
     simplify: bool,
+    /// Indent a JSON answer (re-serialised: keys sorted). Without it the body is printed
+    /// exactly as it came over the wire.
+    #[arg(long)]
+    pretty: bool,
 }
 
 #[derive(Subcommand)]
@@ -627,6 +631,7 @@ where
 async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
     let format = Format::from_param(Some(&args.format))
         .ok_or_else(|| anyhow::anyhow!("--format must be json or xml"))?;
+    let pretty = args.pretty;
     let mut builder = top_sdk::TopClient::builder(args.url, args.app_key, args.secret)
         .sign_method(args.sign_method)
         .format(format)
@@ -639,11 +644,11 @@ async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
     match client.call(&args.method, params).await {
         Ok(response) => {
             match format {
-                Format::Json => match serde_json::from_str::<Value>(&response.raw) {
+                Format::Json if pretty => match serde_json::from_str::<Value>(&response.raw) {
                     Ok(v) => print_json(&v),
                     Err(_) => println!("{}", response.raw),
                 },
-                Format::Xml => println!("{}", response.raw),
+                _ => println!("{}", response.raw),
             }
             Ok(ExitCode::SUCCESS)
         }
