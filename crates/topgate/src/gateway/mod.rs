@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod limits;
+pub mod metrics;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -57,6 +58,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, settings: Settings, clock: Clock) -> Arc<Self> {
+        metrics::install();
         Arc::new(Self {
             store,
             clock,
@@ -82,6 +84,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/router/rest", get(serve_rest).post(serve_rest))
         .route("/top/router/rest", get(serve_rest).post(serve_rest))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::render))
         .with_state(Arc::clone(&state));
     api.merge(crate::admin::router(state))
         .layer(CompressionLayer::new().gzip(true))
@@ -154,8 +157,18 @@ async fn serve_rest(
         app_key = params.get("app_key").unwrap_or(""),
         method = params.get("method").unwrap_or(""),
     );
+    let method_label = params
+        .get("method")
+        .and_then(|m| state.registry.get(m))
+        .map_or("unknown", |(spec, _)| spec.name);
     let outcome = process(state, params).instrument(span.clone()).await;
-    let elapsed_us = started.elapsed().as_micros() as u64;
+    let elapsed = started.elapsed();
+    let elapsed_us = elapsed.as_micros() as u64;
+    metrics::record(
+        method_label,
+        outcome.as_ref().map_or_else(|e| e.code, |_| 0),
+        elapsed,
+    );
     let _enter = span.enter();
     match outcome {
         Ok((method, body)) => {

@@ -1,0 +1,60 @@
+//! Prometheus metrics of the gateway, served at `/metrics`: calls by method and TOP code, and
+//! the latency of each method as a histogram.
+//!
+//! One recorder per process (the first server of a process installs it; tests start many
+//! servers). Only registered method names become labels, so clients cannot grow the label set.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+const CALLS: &str = "topgate_calls_total";
+const DURATION: &str = "topgate_call_duration_seconds";
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+fn handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(DURATION.into()), BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .as_ref()
+}
+
+/// Installs the recorder if this process has none yet.
+pub fn install() {
+    let _ = handle();
+}
+
+/// Counts one answered call: `method` is a registered name or `unknown`, `code` 0 for success.
+pub fn record(method: &'static str, code: u32, elapsed: Duration) {
+    let code = match code {
+        0 => "0",
+        7 => "7",
+        11 => "11",
+        15 => "15",
+        22 => "22",
+        25 => "25",
+        27 => "27",
+        29 => "29",
+        31 => "31",
+        40 => "40",
+        41 => "41",
+        50 => "50",
+        _ => "other",
+    };
+    metrics::counter!(CALLS, "method" => method, "code" => code).increment(1);
+    metrics::histogram!(DURATION, "method" => method).record(elapsed.as_secs_f64());
+}
+
+/// The current metrics in the Prometheus text format.
+pub async fn render() -> String {
+    handle().map(PrometheusHandle::render).unwrap_or_default()
+}
