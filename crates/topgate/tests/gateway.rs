@@ -1615,13 +1615,20 @@ async fn a_body_over_the_limit_gets_an_error_response_not_413() {
     let small = Req::new(TIME_GET);
     assert!(app.ok(&small).await["time"].is_string());
     let big = small.clone().param("pad", "x".repeat(4096));
-    for (query, xml) in [(Some("format=json"), false), (None, true)] {
+    let big_without_format = big.clone().without("format");
+    // The format is taken from the query, or from the part of the body read before the cut
+    // (Node and Go clients send everything in the body); XML when neither names one.
+    for (query, req, xml) in [
+        (Some("format=json"), &big_without_format, false),
+        (None, &big, false),
+        (None, &big_without_format, true),
+    ] {
         let (status, headers, bytes) = post_raw(
             &app,
             "/router/rest",
             query,
             Some("application/x-www-form-urlencoded"),
-            big.form(),
+            req.form(),
         )
         .await;
         assert_eq!(status, 200);

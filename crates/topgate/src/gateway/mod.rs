@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::Response;
@@ -118,13 +118,15 @@ async fn serve_rest(
     let asked_in_query = uri.query().and_then(|q| form_format(q.as_bytes()));
     let query_format = asked_in_query.unwrap_or(Format::Xml);
     let limit = state.settings.body_limit_bytes;
-    let bytes = match to_bytes(body, limit).await {
+    let bytes = match read_body(body, limit).await {
         Ok(bytes) => bytes,
-        Err(_) => {
+        Err(prefix) => {
+            // Clients that send everything in the body (Node, Go) name their format there.
+            let format = form_format(&prefix).unwrap_or(query_format);
             tracing::info!(request_id, code = 43, "request body over the limit");
             return render(
-                write_error(&TopError::body_too_large(limit), &request_id, query_format),
-                query_format,
+                write_error(&TopError::body_too_large(limit), &request_id, format),
+                format,
             );
         }
     };
@@ -190,6 +192,30 @@ async fn serve_rest(
             render(write_error(&error, &request_id, format), format)
         }
     }
+}
+
+/// Reads the body up to `limit` bytes; past it, gives back what was read (whole form pairs
+/// before the cut still tell the client's `format`).
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Vec<u8>> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(buf);
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                buf.extend_from_slice(&data[..limit.saturating_sub(buf.len())]);
+                if let Some(cut) = buf.iter().rposition(|b| *b == b'&') {
+                    buf.truncate(cut);
+                }
+                return Err(buf);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.into())
 }
 
 /// The `format` of a form string, when it names a valid one: errors raised before the full
