@@ -6,6 +6,8 @@
 //! funnels writes through one writer thread that commits concurrent jobs together (group commit:
 //! each job in its own savepoint, one fsync per batch, each caller answered only after the batch
 //! is on disk) while reads run on a pool of WAL reader connections and never wait for writers.
+//! The PostgreSQL one (several nodes over one database) runs jobs on writer threads at READ
+//! COMMITTED, with entity rows locked by [`Tx::lock_row`], and reruns a job that lost a race.
 //! Integrity rules (uniqueness of idempotency keys, ICCIDs, outer order ids; allowed status
 //! values) are database constraints, so they hold whatever the number of writers.
 
