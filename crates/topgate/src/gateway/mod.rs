@@ -115,14 +115,11 @@ async fn serve_rest(
 ) -> Response {
     let started = Instant::now();
     let request_id = new_request_id();
-    let asked_in_query = uri.query().and_then(|q| form_format(q.as_bytes()));
-    let query_format = asked_in_query.unwrap_or(Format::Xml);
     let limit = state.settings.body_limit_bytes;
     let bytes = match read_body(body, limit).await {
         Ok(bytes) => bytes,
         Err(prefix) => {
-            // Clients that send everything in the body (Node, Go) name their format there.
-            let format = form_format(&prefix).unwrap_or(query_format);
+            let format = error_format(uri.query(), &prefix);
             tracing::info!(request_id, code = 43, "request body over the limit");
             return render(
                 write_error(&TopError::body_too_large(limit), &request_id, format),
@@ -136,10 +133,7 @@ async fn serve_rest(
     let params = match ParamSet::from_request(uri.query(), content_type, &bytes) {
         Ok(params) => params,
         Err(e) => {
-            // Query first, as for every parameter.
-            let format = asked_in_query
-                .or_else(|| form_format(&bytes))
-                .unwrap_or(Format::Xml);
+            let format = error_format(uri.query(), &bytes);
             tracing::info!(request_id, code = 47, "unreadable parameters");
             return render(
                 write_error(
@@ -216,6 +210,16 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Vec<u8
         }
     }
     Ok(buf.into())
+}
+
+/// The format of an answer given before the parameters could be parsed: the one the query
+/// names, else the one the (possibly cut) body names (Node and Go send everything there), else
+/// XML. Query first, as for every parameter; worked out only on these error paths.
+fn error_format(query: Option<&str>, body: &[u8]) -> Format {
+    query
+        .and_then(|q| form_format(q.as_bytes()))
+        .or_else(|| form_format(body))
+        .unwrap_or(Format::Xml)
 }
 
 /// The `format` of a form string, when it names a valid one: errors raised before the full
