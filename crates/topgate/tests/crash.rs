@@ -5,14 +5,15 @@
 //! sending it again must be an idempotent replay of that order. Ten rounds on one file, so that
 //! later rounds also recover from earlier kills.
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{start_sandbox_process, SandboxProcess};
 use time::OffsetDateTime;
 use top_protocol::SignMethod;
 use topgate::bench::requests::{self, Api, Plan};
@@ -22,45 +23,8 @@ const CONNECTIONS: usize = 8;
 /// Requests each connection may send in a round (the kill normally comes first).
 const PER_CONNECTION: u64 = 60;
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-/// A failed assertion must not leave a server running.
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `topgate --sandbox serve` on a free port and waits until it listens.
-fn start(db: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_topgate"))
-        .env_remove("TOPGATE_DATABASE_URL")
-        .env("TOPGATE_LOG", "warn")
-        .args(["--sandbox", "--database-url"])
-        .arg(format!("sqlite://{}", db.display()))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("topgate starts");
-    let stdout = child.stdout.take().expect("stdout piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Keeps draining stdout so that the server never writes into a closed pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let _ = tx.send(rest.trim().to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("server announces its URL");
-    Server { child, url }
+fn start(db: &Path) -> SandboxProcess {
+    start_sandbox_process(&format!("sqlite://{}", db.display()))
 }
 
 fn plan(tag: String) -> Plan {

@@ -5,60 +5,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use serde_json::json;
 use sqlx::Connection;
 
-struct Node {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// Both nodes share one fresh PostgreSQL database, whatever `TOPGATE_TEST_DATABASE` says.
 async fn fresh_database() -> String {
-    std::env::set_var("TOPGATE_TEST_DATABASE", "postgres");
-    test_database_url(std::path::Path::new(".")).await
-}
-
-/// Starts `topgate serve --sandbox` on a free port and waits for its URL line.
-fn start_node(database_url: &str) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_topgate"))
-        .args([
-            "serve",
-            "--sandbox",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            database_url,
-        ])
-        .env("TOPGATE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("topgate starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("topgate sandbox listening on ") {
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the node prints its URL within 30 s");
-    Node { child, url }
+    fresh_postgres_url().await
 }
 
 async fn send(http: &reqwest::Client, url: &str, req: &Req) -> serde_json::Value {
@@ -88,8 +44,8 @@ async fn count(database_url: &str, sql: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_seed_once_and_resolve_races_to_one_effect() {
     let db = fresh_database().await;
-    let a = start_node(&db);
-    let b = start_node(&db);
+    let a = start_sandbox_process(&db);
+    let b = start_sandbox_process(&db);
     assert_eq!(
         count(
             &db,
@@ -177,8 +133,8 @@ async fn two_nodes_seed_once_and_resolve_races_to_one_effect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_killed_with_sigkill_loses_no_acknowledged_change() {
     let db = fresh_database().await;
-    let mut a = start_node(&db);
-    let b = start_node(&db);
+    let mut a = start_sandbox_process(&db);
+    let b = start_sandbox_process(&db);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -258,8 +214,8 @@ async fn a_node_killed_with_sigkill_loses_no_acknowledged_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_per_method_limit_holds_across_nodes() {
     let db = fresh_database().await;
-    let a = start_node(&db);
-    let b = start_node(&db);
+    let a = start_sandbox_process(&db);
+    let b = start_sandbox_process(&db);
     let created = Command::new(env!("CARGO_BIN_EXE_topgate"))
         .args([
             "--database-url",

@@ -33,27 +33,70 @@ pub async fn spawn_app() -> TestApp {
 /// fresh database on the PostgreSQL server of `TOPGATE_TEST_PG_URL` (default: the local one).
 pub async fn test_database_url(dir: &std::path::Path) -> String {
     match std::env::var("TOPGATE_TEST_DATABASE").as_deref() {
-        Ok("postgres") => {
-            use sqlx::Connection;
-            let admin = std::env::var("TOPGATE_TEST_PG_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-            let mut conn = sqlx::PgConnection::connect(&admin)
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "TOPGATE_TEST_DATABASE=postgres but no PostgreSQL server at {admin}: {e}"
-                    )
-                });
-            let name = format!("topgate_test_{}", topgate::apps::random_token(16));
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("create test database");
-            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-            format!("{base}/{name}")
-        }
+        Ok("postgres") => fresh_postgres_url().await,
         _ => format!("sqlite://{}", dir.join("test.db").display()),
     }
+}
+
+/// A new, empty database on the PostgreSQL server of `TOPGATE_TEST_PG_URL` (default: the local
+/// one); fails the test, clearly, when no server answers.
+pub async fn fresh_postgres_url() -> String {
+    use sqlx::Connection;
+    let admin = std::env::var("TOPGATE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("this test needs PostgreSQL, but none answers at {admin}: {e}"));
+    let name = format!("topgate_test_{}", topgate::apps::random_token(16));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    format!("{base}/{name}")
+}
+
+/// A `topgate serve --sandbox` process on a free port of 127.0.0.1; killed when dropped, so a
+/// failed assertion never leaves a server running.
+pub struct SandboxProcess {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl Drop for SandboxProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the `topgate` binary over `database_url` and waits (at most 30 s) for its URL line.
+pub fn start_sandbox_process(database_url: &str) -> SandboxProcess {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_topgate"))
+        .env_remove("TOPGATE_DATABASE_URL")
+        .env("TOPGATE_LOG", "warn")
+        .args(["--sandbox", "--database-url", database_url])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("topgate starts");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keeps draining stdout so that the server never writes into a closed pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("topgate sandbox listening on ") {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the server prints its URL within 30 s");
+    SandboxProcess { child, url }
 }
 
 /// Starts a sandbox server; `tweak` may change the settings first.

@@ -47,8 +47,8 @@ fn io_runtime() -> &'static Runtime {
 
 pub struct PgBackend {
     description: String,
-    writer: Mutex<Sender<WriteJob>>,
-    readers: Mutex<Sender<ReadJob>>,
+    writer: Sender<WriteJob>,
+    readers: Sender<ReadJob>,
 }
 
 fn map_err(e: sqlx::Error) -> StoreError {
@@ -288,8 +288,8 @@ impl PgBackend {
         }
         Ok(Self {
             description: redact(url),
-            writer: Mutex::new(write_tx),
-            readers: Mutex::new(read_tx),
+            writer: write_tx,
+            readers: read_tx,
         })
     }
 }
@@ -300,13 +300,11 @@ fn closed() -> StoreError {
 
 impl Backend for PgBackend {
     fn submit_write(&self, job: WriteJob) -> Result<(), StoreError> {
-        let sender = self.writer.lock().map_err(|_| closed())?.clone();
-        sender.send(job).map_err(|_| closed())
+        self.writer.send(job).map_err(|_| closed())
     }
 
     fn submit_read(&self, job: ReadJob) -> Result<(), StoreError> {
-        let sender = self.readers.lock().map_err(|_| closed())?.clone();
-        sender.send(job).map_err(|_| closed())
+        self.readers.send(job).map_err(|_| closed())
     }
 
     fn describe(&self) -> String {

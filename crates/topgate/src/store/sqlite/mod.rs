@@ -59,8 +59,8 @@ pub struct SqliteBackend {
     /// Identifies this database to the per-thread inline reader connections; they are dropped
     /// once the backend is gone.
     token: Arc<()>,
-    writer: Mutex<Sender<WriteJob>>,
-    readers: Mutex<Sender<ReadJob>>,
+    writer: Sender<WriteJob>,
+    readers: Sender<ReadJob>,
 }
 
 impl ToSql for SqlValue {
@@ -210,21 +210,19 @@ impl SqliteBackend {
         Ok(Self {
             path,
             token: Arc::new(()),
-            writer: Mutex::new(write_tx),
-            readers: Mutex::new(read_tx),
+            writer: write_tx,
+            readers: read_tx,
         })
     }
 }
 
 impl Backend for SqliteBackend {
     fn submit_write(&self, job: WriteJob) -> Result<(), StoreError> {
-        let sender = self.writer.lock().map_err(|_| closed())?.clone();
-        sender.send(job).map_err(|_| closed())
+        self.writer.send(job).map_err(|_| closed())
     }
 
     fn submit_read(&self, job: ReadJob) -> Result<(), StoreError> {
-        let sender = self.readers.lock().map_err(|_| closed())?.clone();
-        sender.send(job).map_err(|_| closed())
+        self.readers.send(job).map_err(|_| closed())
     }
 
     fn read_inline(&self, job: ReadJob) -> Result<(), StoreError> {
