@@ -3,8 +3,10 @@
 //!
 //! Keys, scoped to the provider: `idempotent_id` when given, and always `outer_order_id`. The
 //! same payload under a known key replays the first answer; a different one is `10005`
-//! (idempotent id) or `10006` (outer order id). Both keys are unique in the database as well,
-//! so concurrent duplicates cannot create two orders. `open_id` is a keyed hash of (app, user):
+//! (idempotent id) or `10006` (outer order id). Both keys are unique columns of the order row,
+//! which also keeps the digests of the request that created it (`request_hash` of the payment
+//! with its idempotent id, `payment_hash` of the payment alone): one row per notice, no separate
+//! idempotency records, and concurrent duplicates cannot create two orders. `open_id` is a keyed hash of (app, user):
 //! stable for one app, different across apps; apps of one provider share its keys and orders, so
 //! a replay answers the first `order_id` with the *caller's* `open_id` (byte-identical for the
 //! app first answered). Choices: `phone_number` is required (it is the only user key); `amount`
@@ -18,11 +20,11 @@ use sha2::Sha256;
 use top_protocol::registry::{MethodSpec, ParamKind, ParamSpec};
 use top_protocol::{Object, TopError};
 
-use super::{check_len, idempotency, is_code, is_token, payload_hash, Fields};
+use super::{check_len, is_code, is_token, payload_hash, Fields};
 use crate::args;
 use crate::clock::millis;
 use crate::gateway::{internal, Call, HandlerFuture};
-use crate::store::{StoreError, Tx};
+use crate::store::{Row, StoreError, Tx};
 
 pub const METHOD: &str = "alibaba.diantao.tripartite.right.pay.notify";
 pub const PARAM: &str = "tripartite_pay_notify_dto";
@@ -260,34 +262,26 @@ fn apply(
     if !source_ok {
         return Ok(Err(("10007", "来源不属于当前应用")));
     }
-    let scope = format!("{METHOD}:{provider_id}");
-    let (payment_hash, full_hash) = (&hashes.payment, &hashes.full);
-    let idem_key = n
-        .idempotent_id
-        .as_ref()
-        .map(|id| format!("idempotent:{id}"));
-    let outer_key = format!("outer:{}", n.outer_order_id);
     // Both keys in one statement: one snapshot, so a concurrent winner is seen under both or
     // neither (the idempotent id's verdict takes precedence).
-    let mut keys = vec![(outer_key.as_str(), payment_hash.as_str())];
-    if let Some(key) = &idem_key {
-        keys.insert(0, (key.as_str(), full_hash.as_str()));
-    }
-    let recorded = idempotency::lookup_all(tx, &scope, &keys)?;
-    for (i, verdict) in recorded.into_iter().enumerate() {
-        let is_idem = idem_key.is_some() && i == 0;
-        match verdict {
-            idempotency::Recorded::Replay(body) => {
-                return Ok(Ok(replay(tx, &body, app_key, open_id_key)?))
+    let known = tx.query(
+        "SELECT order_id, user_id, idempotent_id, outer_order_id, request_hash, payment_hash FROM right_orders \
+         WHERE provider_id = ? AND (idempotent_id = ? OR outer_order_id = ?)",
+        args![provider_id, n.idempotent_id.as_deref(), n.outer_order_id.as_str()],
+    )?;
+    if let Some(id) = &n.idempotent_id {
+        if let Some(row) = known.iter().find(|r| r.opt_str(2).as_ref() == Some(id)) {
+            if row.opt_str(4).as_deref() != Some(hashes.full.as_str()) {
+                return Ok(Err(("10005", "幂等ID已被其他请求使用")));
             }
-            idempotency::Recorded::Conflict if is_idem => {
-                return Ok(Err(("10005", "幂等ID已被其他请求使用")))
-            }
-            idempotency::Recorded::Conflict => {
-                return Ok(Err(("10006", "外部订单号已被其他请求使用")))
-            }
-            idempotency::Recorded::New => {}
+            return Ok(Ok(replay(row, app_key, open_id_key)));
         }
+    }
+    if let Some(row) = known.iter().find(|r| r.str(3) == n.outer_order_id) {
+        if row.opt_str(5).as_deref() != Some(hashes.payment.as_str()) {
+            return Ok(Err(("10006", "外部订单号已被其他请求使用")));
+        }
+        return Ok(Ok(replay(row, app_key, open_id_key)));
     }
     let Some(user_id) = tx
         .query_opt(
@@ -319,12 +313,10 @@ fn apply(
     // Not MAX + 1, so that concurrent writers never contend for the next id.
     let order_id = next_order_id();
     tx.execute(
-        "INSERT INTO right_orders (order_id, provider_id, app_key, source, outer_order_id, idempotent_id, user_id, open_id, phone, amount, pay_time, right_code, biz, biz_scene, title, channel_id, extend, status, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PAID', ?)",
-        args![order_id, provider_id, app_key, n.source.as_str(), n.outer_order_id.as_str(), n.idempotent_id.clone(), user_id, open_id.as_str(), n.phone.as_str(), n.amount, n.pay_time.unwrap_or(now_ms), n.right_code.clone(), n.biz.clone(), n.biz_scene.clone(), n.title.clone(), n.channel_id, n.extend.as_str(), now_ms],
+        "INSERT INTO right_orders (order_id, provider_id, app_key, source, outer_order_id, idempotent_id, user_id, open_id, phone, amount, pay_time, right_code, biz, biz_scene, title, channel_id, extend, status, created_at, request_hash, payment_hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PAID', ?, ?, ?)",
+        args![order_id, provider_id, app_key, n.source.as_str(), n.outer_order_id.as_str(), n.idempotent_id.clone(), user_id, open_id.as_str(), n.phone.as_str(), n.amount, n.pay_time.unwrap_or(now_ms), n.right_code.clone(), n.biz.clone(), n.biz_scene.clone(), n.title.clone(), n.channel_id, n.extend.as_str(), now_ms, n.idempotent_id.as_ref().map(|_| hashes.full.as_str()), hashes.payment.as_str()],
     )?;
-    let data = json!({"open_id": open_id, "order_id": order_id.to_string()});
-    let body = data.to_string();
     crate::events::emit(
         tx,
         "right_order.created",
@@ -333,34 +325,14 @@ fn apply(
             "outer_order_id": n.outer_order_id, "open_id": open_id, "amount": n.amount, "status": "PAID"}),
         now_ms,
     )?;
-    if let Some(key) = &idem_key {
-        idempotency::record(tx, &scope, key, full_hash, &body, now_ms)?;
-    }
-    idempotency::record(tx, &scope, &outer_key, payment_hash, &body, now_ms)?;
-    Ok(Ok(data))
+    Ok(Ok(
+        json!({"open_id": open_id, "order_id": order_id.to_string()}),
+    ))
 }
 
-fn parse_body(body: &str) -> serde_json::Value {
-    serde_json::from_str(body).unwrap_or_default()
-}
-
-/// A recorded answer for the calling app: the same order, with the caller's own `open_id`
-/// (another app of the same provider must never see the first app's id for the user).
-fn replay(
-    tx: &mut dyn Tx,
-    body: &str,
-    app_key: &str,
-    open_id_key: &str,
-) -> Result<serde_json::Value, StoreError> {
-    let mut data = parse_body(body);
-    let order_id = data["order_id"].as_str().and_then(super::parse_i64);
-    if let Some(order_id) = order_id {
-        if let Some(row) = tx.query_opt(
-            "SELECT user_id FROM right_orders WHERE order_id = ?",
-            args![order_id],
-        )? {
-            data["open_id"] = json!(open_id(open_id_key, app_key, row.i64(0)));
-        }
-    }
-    Ok(data)
+/// The first answer for a known notice, for the calling app: the same order, with the caller's
+/// own `open_id` (another app of the same provider must never see the first app's id for the
+/// user). `row` is the order as selected in [`apply`].
+fn replay(row: &Row, app_key: &str, open_id_key: &str) -> serde_json::Value {
+    json!({"open_id": open_id(open_id_key, app_key, row.i64(1)), "order_id": row.i64(0).to_string()})
 }

@@ -3,7 +3,7 @@
 //! bench run prepares the orders its requests consume through the admin API.
 //!
 //! Seeded orders are lianbei trades (what `lianbei.order.notice` reads) and right orders with
-//! their two idempotency records each (what `right.pay.notify` inserts next to), so that both
+//! their idempotency keys and digests (what `right.pay.notify` looks up and inserts next to), so that both
 //! the read and the write path run against tables of the stated size. Ids live in fixed ranges
 //! far from the sandbox's, and seeding again skips what exists.
 
@@ -54,7 +54,6 @@ pub async fn seed(store: &Store, orders: u64, progress: bool) -> anyhow::Result<
 }
 
 fn seed_range(tx: &mut dyn Tx, start: u64, end: u64, now_ms: i64) -> Result<(), StoreError> {
-    let scope = format!("{}:1", crate::api::diantao::METHOD);
     let created = now_ms - 86_400_000;
     for i in start..end {
         let tid = LIANBEI_BASE + i as i64;
@@ -76,22 +75,11 @@ fn seed_range(tx: &mut dyn Tx, start: u64, end: u64, now_ms: i64) -> Result<(), 
         }
         let order_id = RIGHT_ORDER_BASE + i as i64;
         let outer = format!("seed-{i}");
-        let inserted = tx.execute(
-            "INSERT INTO right_orders (order_id, provider_id, app_key, source, outer_order_id, idempotent_id, user_id, open_id, phone, amount, pay_time, right_code, biz, biz_scene, title, channel_id, extend, status, created_at) \
-             VALUES (?, 1, 'test', '中国移动', ?, ?, 10001, '000000000000000000000', '18072887365', 100, ?, 'flowPacket', 'seed', 'seed', '流量包', 1234, '{}', 'PAID', ?) ON CONFLICT DO NOTHING",
+        tx.execute(
+            "INSERT INTO right_orders (order_id, provider_id, app_key, source, outer_order_id, idempotent_id, user_id, open_id, phone, amount, pay_time, right_code, biz, biz_scene, title, channel_id, extend, status, created_at, request_hash, payment_hash) \
+             VALUES (?, 1, 'test', '中国移动', ?, ?, 10001, '000000000000000000000', '18072887365', 100, ?, 'flowPacket', 'seed', 'seed', '流量包', 1234, '{}', 'PAID', ?, 'seed', 'seed') ON CONFLICT DO NOTHING",
             args![order_id, outer.as_str(), outer.as_str(), created, created],
         )?;
-        if inserted == 1 {
-            let body =
-                json!({"open_id": "000000000000000000000", "order_id": order_id.to_string()})
-                    .to_string();
-            for key in [format!("outer:{outer}"), format!("idempotent:{outer}")] {
-                tx.execute(
-                    "INSERT INTO idempotency_records (scope, idem_key, request_hash, response_body, created_at) VALUES (?, ?, 'seed', ?, ?)",
-                    args![scope.as_str(), key, body.as_str(), created],
-                )?;
-            }
-        }
     }
     Ok(())
 }

@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("0001_init.sql")),
     (2, include_str!("0002_limits_and_outbox.sql")),
     (3, include_str!("0003_delivery.sql")),
+    (4, include_str!("0004_right_order_hashes.sql")),
 ];
 
 /// `sqlite://path`, `sqlite:path` or a bare path.
