@@ -44,6 +44,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("0002_limits_and_outbox.sql")),
     (3, include_str!("0003_delivery.sql")),
     (4, include_str!("0004_right_order_hashes.sql")),
+    (5, include_str!("0005_sub_order_lines_index.sql")),
 ];
 
 /// `sqlite://path`, `sqlite:path` or a bare path.
