@@ -99,6 +99,8 @@ pub enum Limit {
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseResult {
     pub name: String,
+    /// Which repetition of the phase sequence this was (1-based).
+    pub round: u32,
     pub requests: u64,
     pub ok: u64,
     pub errors: u64,
@@ -107,6 +109,10 @@ pub struct PhaseResult {
     pub throughput: f64,
     pub latency_us: Latency,
     pub errors_by_code: BTreeMap<String, u64>,
+    /// The first request index a following phase of the same source may use, so that every
+    /// round sends requests of its own.
+    #[serde(skip)]
+    pub next_index: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,17 +131,34 @@ struct ConnResult {
     errors: BTreeMap<String, u64>,
 }
 
+/// What one phase sends, where, and how much.
+pub struct Phase<'a> {
+    pub name: &'a str,
+    pub round: u32,
+    pub target: &'a Target,
+    pub api: Api,
+    pub source: Arc<Source>,
+    /// The index of the phase's first request in `source`.
+    pub first: u64,
+    pub connections: usize,
+    pub limit: Limit,
+    pub progress: bool,
+}
+
 /// Runs one phase over `connections` connections.
-pub async fn run_phase(
-    name: &str,
-    target: &Target,
-    api: Api,
-    source: Arc<Source>,
-    connections: usize,
-    limit: Limit,
-    progress: bool,
-) -> anyhow::Result<PhaseResult> {
-    let next = Arc::new(AtomicU64::new(0));
+pub async fn run_phase(phase: Phase<'_>) -> anyhow::Result<PhaseResult> {
+    let Phase {
+        name,
+        round,
+        target,
+        api,
+        source,
+        first,
+        connections,
+        limit,
+        progress,
+    } = phase;
+    let next = Arc::new(AtomicU64::new(first));
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = match limit {
@@ -143,7 +166,7 @@ pub async fn run_phase(
         Limit::Requests(_) => None,
     };
     let cap = match limit {
-        Limit::Requests(n) => n,
+        Limit::Requests(n) => first.saturating_add(n),
         Limit::Duration(_) => u64::MAX,
     };
     let bar = progress.then(|| progress_bar(name, limit));
@@ -193,6 +216,8 @@ pub async fn run_phase(
     let failed: u64 = errors.values().sum();
     Ok(PhaseResult {
         name: name.to_string(),
+        round,
+        next_index: next.load(Ordering::Relaxed).min(cap),
         requests: ok + failed,
         ok,
         errors: failed,

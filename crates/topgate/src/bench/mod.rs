@@ -5,7 +5,9 @@
 //! the `/healthz` ceiling (what the HTTP stack does for a request that does nothing), the chosen
 //! API doing its real work, and optionally the same requests against another server
 //! (`--compare-url`, e.g. a Mockoon mock). Figures are reported as ratios of the same run, as
-//! absolute numbers from a shared 2-core machine mean little on their own.
+//! absolute numbers from a shared 2-core machine mean little on their own. `--rounds N` repeats
+//! that sequence N times, alternating, and reports the median of the rounds' ratios; every
+//! round sends requests of its own (the API phases share one index sequence).
 
 pub mod load;
 pub mod requests;
@@ -89,6 +91,11 @@ struct RunArgs {
     /// Skip the /healthz ceiling phase.
     #[arg(long)]
     no_ceiling: bool,
+    /// Run the phase sequence (ceiling, API, comparison) this many times, alternating, and
+    /// report the median of the rounds' ratios: on a shared machine the speed drifts between
+    /// phases, and alternating short phases cancels more of that drift than one long pair.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
     /// Print one JSON document instead of the table.
     #[arg(long)]
     json: bool,
@@ -123,50 +130,49 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let progress = std::io::stdout().is_terminal() && !args.json;
     let plan = prepare(&args, &target, limit).await?;
 
+    let source = match args.api {
+        Api::Healthz => None,
+        api => Some(Arc::new(source(&plan, api, limit, args.rounds).await?)),
+    };
+    let compare = match &args.compare_url {
+        Some(url) if source.is_some() => Some(Target::parse(url, Method::POST).await?),
+        _ => None,
+    };
     let mut phases = Vec::new();
-    if !args.no_ceiling || args.api == Api::Healthz {
-        phases.push(
-            load::run_phase(
-                "healthz",
-                &healthz,
-                Api::Healthz,
-                Arc::new(Source::Empty),
-                args.connections,
-                limit,
-                progress,
-            )
-            .await?,
-        );
-    }
-    if args.api != Api::Healthz {
-        let source = Arc::new(source(&plan, args.api, limit).await?);
-        phases.push(
-            load::run_phase(
-                args.api.name(),
-                &target,
-                args.api,
-                Arc::clone(&source),
-                args.connections,
-                limit,
-                progress,
-            )
-            .await?,
-        );
-        if let Some(url) = &args.compare_url {
-            let other = Target::parse(url, Method::POST).await?;
+    let mut next_api_index = 0;
+    for round in 1..=args.rounds {
+        let phase = |name, target, api, source, first| load::Phase {
+            name,
+            round,
+            target,
+            api,
+            source,
+            first,
+            connections: args.connections,
+            limit,
+            progress,
+        };
+        if !args.no_ceiling || args.api == Api::Healthz {
+            let empty = Arc::new(Source::Empty);
+            phases.push(load::run_phase(phase("healthz", &healthz, Api::Healthz, empty, 0)).await?);
+        }
+        let Some(source) = &source else { continue };
+        let first = next_api_index;
+        let done = load::run_phase(phase(
+            args.api.name(),
+            &target,
+            args.api,
+            Arc::clone(source),
+            first,
+        ))
+        .await?;
+        next_api_index = done.next_index;
+        phases.push(done);
+        if let Some(other) = &compare {
             // The mock answers whatever it is sent: the same bodies, any success counts.
-            phases.push(
-                load::run_phase(
-                    &args.compare_name,
-                    &other,
-                    Api::Healthz,
-                    source,
-                    args.connections,
-                    limit,
-                    progress,
-                )
-                .await?,
-            );
+            let name = args.compare_name.as_str();
+            let src = Arc::clone(source);
+            phases.push(load::run_phase(phase(name, other, Api::Healthz, src, first)).await?);
         }
     }
     report(&args, limit, &phases);
@@ -174,9 +180,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// How many distinct orders a phase of `api` consumes.
-fn consumed(api: Api, limit: Limit, pool: u64) -> u64 {
+fn consumed(api: Api, limit: Limit, pool: u64, rounds: u32) -> u64 {
     let n = match limit {
-        Limit::Requests(n) => n,
+        Limit::Requests(n) => n.saturating_mul(u64::from(rounds)),
         Limit::Duration(_) => pool,
     };
     if api == Api::Mix {
@@ -202,7 +208,7 @@ async fn prepare(args: &RunArgs, target: &Target, limit: Limit) -> anyhow::Resul
         opentrade: (base + 300_000, 0),
     };
     let needs = |api: Api| args.api == api || args.api == Api::Mix;
-    let n = consumed(args.api, limit, args.pool).min(250_000);
+    let n = consumed(args.api, limit, args.pool, args.rounds).min(250_000);
     let admin = target.with_path("/admin/trades", Method::POST);
     let token = args.admin_token.as_deref();
     let mut bodies = Vec::new();
@@ -238,13 +244,17 @@ async fn prepare(args: &RunArgs, target: &Target, limit: Limit) -> anyhow::Resul
     Ok(plan)
 }
 
-/// The bodies of the API phase: all built before the clock starts when the count is known
-/// (up to a million), else signed on the fly.
-async fn source(plan: &Plan, api: Api, limit: Limit) -> anyhow::Result<Source> {
+/// The bodies of the API phases of every round: all built before the clock starts when the
+/// count is known (up to a million), else signed on the fly.
+async fn source(plan: &Plan, api: Api, limit: Limit, rounds: u32) -> anyhow::Result<Source> {
     let plan = Arc::new(plan.clone());
     let now = OffsetDateTime::now_utc();
-    Ok(match limit {
-        Limit::Requests(n) if n <= 1_000_000 => {
+    let total = match limit {
+        Limit::Requests(n) => Some(n.saturating_mul(u64::from(rounds))),
+        Limit::Duration(_) => None,
+    };
+    Ok(match total {
+        Some(n) if n <= 1_000_000 => {
             let bodies = tokio::task::spawn_blocking(move || {
                 (0..n)
                     .map(|i| requests::body(&plan, api, i, now))
@@ -263,23 +273,32 @@ fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
-fn report(args: &RunArgs, limit: Limit, phases: &[PhaseResult]) {
-    let find = |name: &str| phases.iter().find(|p| p.name == name);
-    let ceiling = find("healthz").map(|p| p.throughput);
-    let api = (args.api != Api::Healthz)
-        .then(|| find(args.api.name()))
-        .flatten();
-    let compare = args
-        .compare_url
-        .as_ref()
-        .and_then(|_| find(&args.compare_name));
-    let ratio_to_ceiling = match (api, ceiling) {
-        (Some(a), Some(c)) if c > 0.0 => Some(a.throughput / c),
-        _ => None,
+/// The median of the rounds' ratios `api / base` (`None` when a round lacks either phase).
+fn median_ratio(phases: &[PhaseResult], api: &str, base: &str) -> (Option<f64>, Vec<f64>) {
+    let rounds = phases.iter().map(|p| p.round).max().unwrap_or(0);
+    let mut ratios: Vec<f64> = (1..=rounds)
+        .filter_map(|round| {
+            let find = |name: &str| phases.iter().find(|p| p.round == round && p.name == name);
+            let (a, b) = (find(api)?, find(base)?);
+            (b.throughput > 0.0).then(|| a.throughput / b.throughput)
+        })
+        .collect();
+    let per_round = ratios.clone();
+    ratios.sort_by(f64::total_cmp);
+    let median = match ratios.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(ratios[n / 2]),
+        n => Some((ratios[n / 2 - 1] + ratios[n / 2]) / 2.0),
     };
-    let ratio_to_compare = match (api, compare) {
-        (Some(a), Some(c)) if c.throughput > 0.0 => Some(a.throughput / c.throughput),
-        _ => None,
+    (median, per_round)
+}
+
+fn report(args: &RunArgs, limit: Limit, phases: &[PhaseResult]) {
+    let api = args.api.name();
+    let (ratio_to_ceiling, ceiling_rounds) = median_ratio(phases, api, "healthz");
+    let (ratio_to_compare, compare_rounds) = match &args.compare_url {
+        Some(_) => median_ratio(phases, api, &args.compare_name),
+        None => (None, Vec::new()),
     };
     let limit_text = match limit {
         Limit::Duration(d) => format!("{:.1}s per phase", d.as_secs_f64()),
@@ -287,35 +306,43 @@ fn report(args: &RunArgs, limit: Limit, phases: &[PhaseResult]) {
     };
     if args.json {
         let doc = json!({
-            "api": args.api.name(),
+            "api": api,
             "method": args.api.method(),
             "url": args.url,
             "connections": args.connections,
             "limit": limit_text,
+            "rounds": args.rounds,
             "sign_method": args.sign_method.as_wire(),
             "phases": phases,
             "ratio_to_ceiling": ratio_to_ceiling,
+            "ratio_to_ceiling_by_round": ceiling_rounds,
             "ratio_to_compare": ratio_to_compare,
+            "ratio_to_compare_by_round": compare_rounds,
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return;
     }
     println!(
-        "topgate bench: {} ({}), {} connections, {limit_text}, sign {}",
-        args.api.name(),
+        "topgate bench: {api} ({}), {} connections, {limit_text}, {} round(s), sign {}",
         args.api.method(),
         args.connections,
+        args.rounds,
         args.sign_method
     );
     println!(
-        "{:<10} {:>9} {:>7} {:>10}  {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "{:<12} {:>9} {:>7} {:>10}  {:>8} {:>8} {:>8} {:>8} {:>8}",
         "phase", "answers", "errors", "ok/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
     );
     for p in phases {
         let l = &p.latency_us;
+        let name = if args.rounds > 1 {
+            format!("{}#{}", p.name, p.round)
+        } else {
+            p.name.clone()
+        };
         println!(
-            "{:<10} {:>9} {:>7} {:>10.0}  {:>8} {:>8} {:>8} {:>8} {:>8}",
-            p.name,
+            "{:<12} {:>9} {:>7} {:>10.0}  {:>8} {:>8} {:>8} {:>8} {:>8}",
+            name,
             p.requests,
             p.errors,
             p.throughput,
@@ -326,11 +353,23 @@ fn report(args: &RunArgs, limit: Limit, phases: &[PhaseResult]) {
             ms(l.max)
         );
     }
+    let rounds_text = |ratios: &[f64], scale: f64, unit: &str| {
+        if ratios.len() < 2 {
+            return String::new();
+        }
+        let each: Vec<String> = ratios
+            .iter()
+            .map(|r| format!("{:.1}{unit}", r * scale))
+            .collect();
+        format!(" (median of rounds: {})", each.join(", "))
+    };
     if let Some(r) = ratio_to_ceiling {
-        println!("{} / healthz ceiling: {:.1}%", args.api.name(), r * 100.0);
+        let detail = rounds_text(&ceiling_rounds, 100.0, "%");
+        println!("{api} / healthz ceiling: {:.1}%{detail}", r * 100.0);
     }
     if let Some(r) = ratio_to_compare {
-        println!("{} / {}: {:.1}x", args.api.name(), args.compare_name, r);
+        let detail = rounds_text(&compare_rounds, 1.0, "x");
+        println!("{api} / {}: {:.1}x{detail}", args.compare_name, r);
     }
     for p in phases.iter().filter(|p| p.errors > 0) {
         let codes: Vec<String> = p
@@ -338,6 +377,11 @@ fn report(args: &RunArgs, limit: Limit, phases: &[PhaseResult]) {
             .iter()
             .map(|(c, n)| format!("{c} ×{n}"))
             .collect();
-        println!("errors of {}: {}", p.name, codes.join(", "));
+        println!(
+            "errors of {} (round {}): {}",
+            p.name,
+            p.round,
+            codes.join(", ")
+        );
     }
 }
