@@ -253,13 +253,18 @@ fn apply(
     let Some(provider_id) = provider_id else {
         return Ok(Err(("10007", "来源不属于当前应用")));
     };
-    let source_ok = tx
+    // The reference data every verdict needs, in one statement (the writer runs one job at a
+    // time, so each statement saved is throughput); the verdicts keep the order of §2.3.
+    let refs = tx
         .query_opt(
-            "SELECT 1 FROM provider_sources WHERE provider_id = ? AND source = ?",
-            args![provider_id, n.source.as_str()],
+            "SELECT (SELECT COUNT(*) FROM provider_sources WHERE provider_id = ? AND source = ?), \
+                    (SELECT user_id FROM users WHERE mobile = ?), \
+                    (SELECT COUNT(*) FROM rights WHERE provider_id = ?), \
+                    (SELECT COUNT(*) FROM rights WHERE provider_id = ? AND right_code = ? AND enabled = 1)",
+            args![provider_id, n.source.as_str(), n.phone.as_str(), provider_id, provider_id, n.right_code.as_deref()],
         )?
-        .is_some();
-    if !source_ok {
+        .ok_or_else(|| StoreError::Backend("reference query returned no row".into()))?;
+    if refs.i64(0) == 0 {
         return Ok(Err(("10007", "来源不属于当前应用")));
     }
     // Both keys in one statement: one snapshot, so a concurrent winner is seen under both or
@@ -283,31 +288,13 @@ fn apply(
         }
         return Ok(Ok(replay(row, app_key, open_id_key)));
     }
-    let Some(user_id) = tx
-        .query_opt(
-            "SELECT user_id FROM users WHERE mobile = ?",
-            args![n.phone.as_str()],
-        )?
-        .map(|r| r.i64(0))
-    else {
+    let Some(user_id) = refs.opt_i64(1) else {
         return Ok(Err(("10003", "手机号未绑定用户")));
     };
-    if let Some(code) = &n.right_code {
-        let catalog = tx
-            .query_opt(
-                "SELECT COUNT(*) FROM rights WHERE provider_id = ?",
-                args![provider_id],
-            )?
-            .map_or(0, |r| r.i64(0));
-        let known = tx
-            .query_opt(
-                "SELECT 1 FROM rights WHERE provider_id = ? AND right_code = ? AND enabled = 1",
-                args![provider_id, code.as_str()],
-            )?
-            .is_some();
-        if catalog > 0 && !known {
-            return Ok(Err(("10004", "权益不存在或已停用")));
-        }
+    // An empty catalogue accepts any right code; otherwise it must name an enabled right.
+    let (catalog, enabled_right) = (refs.i64(2), refs.i64(3));
+    if n.right_code.is_some() && catalog > 0 && enabled_right == 0 {
+        return Ok(Err(("10004", "权益不存在或已停用")));
     }
     let open_id = open_id(open_id_key, app_key, user_id);
     // Not MAX + 1, so that concurrent writers never contend for the next id.
