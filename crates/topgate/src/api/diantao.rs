@@ -6,12 +6,13 @@
 //! (idempotent id) or `10006` (outer order id). Both keys are unique columns of the order row,
 //! which also keeps the digests of the request that created it (`request_hash` of the payment
 //! with its idempotent id, `payment_hash` of the payment alone): one row per notice, no separate
-//! idempotency records, and concurrent duplicates cannot create two orders. `open_id` is a keyed hash of (app, user):
-//! stable for one app, different across apps; apps of one provider share its keys and orders, so
-//! a replay answers the first `order_id` with the *caller's* `open_id` (byte-identical for the
-//! app first answered). Choices: `phone_number` is required (it is the only user key); `amount`
-//! defaults to 0 and `pay_time` to the receive time; success omits `msg_code`/`msg_info`; `biz`
-//! is free text up to 64 characters, as the page's example shows.
+//! idempotency records, and concurrent duplicates cannot create two orders. `open_id` is a
+//! keyed hash of (app, user): stable for one app, different across apps; apps of one provider
+//! share its keys and orders, so a replay answers the first `order_id` with the *caller's*
+//! `open_id` (byte-identical for the app first answered). Choices: `phone_number` is required
+//! (it is the only user key); `amount` defaults to 0 and `pay_time` to the receive time; success
+//! omits `msg_code`/`msg_info`; `biz` is free text up to 64 characters, as the page's example
+//! shows.
 
 use hmac::{Hmac, Mac};
 use rand::Rng;
