@@ -391,3 +391,61 @@ fn serve_honours_cli_disable_and_rotate_secret_within_the_cache_time() {
     assert!(!stderr.contains(new_secret), "{stderr}");
     served.terminate();
 }
+
+#[test]
+fn bench_alternates_rounds_with_requests_of_their_own_and_reports_the_median_ratio() {
+    let s = Scratch::new();
+    let served = Served::start(&s, &["serve", "--sandbox", "--listen", "127.0.0.1:0"]);
+    let url = url_in(&served.read_until("try it:")[0]);
+    let before = s.json(&["admin", "right-orders"]).as_array().unwrap().len();
+    let report = s.json(&[
+        "bench",
+        "--url",
+        &url,
+        "--api",
+        "pay",
+        "--requests",
+        "150",
+        "--rounds",
+        "2",
+        "--connections",
+        "4",
+        "--json",
+    ]);
+    let phases: Vec<(String, u64, u64, u64)> = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let field = |k: &str| p[k].as_u64().unwrap();
+            (
+                p["name"].as_str().unwrap().to_string(),
+                field("round"),
+                field("ok"),
+                field("errors"),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, u64, u64, u64)> =
+        [("healthz", 1), ("pay", 1), ("healthz", 2), ("pay", 2)]
+            .iter()
+            .map(|(name, round)| (name.to_string(), *round, 150, 0))
+            .collect();
+    assert_eq!(phases, expected, "{report}");
+    let by_round: Vec<f64> = report["ratio_to_ceiling_by_round"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_f64().unwrap())
+        .collect();
+    assert_eq!(by_round.len(), 2, "{report}");
+    let median = report["ratio_to_ceiling"].as_f64().unwrap();
+    assert!(
+        (median - (by_round[0] + by_round[1]) / 2.0).abs() < 1e-9,
+        "{report}"
+    );
+    // Every pay request of both rounds was a new notice: 300 new right orders, no replays.
+    let after = s.json(&["admin", "right-orders"]).as_array().unwrap().len();
+    assert_eq!(after - before, 300);
+    served.terminate();
+}
