@@ -98,9 +98,11 @@ bench pay-64-mockoon --api pay --connections 64 --compare-url "http://127.0.0.1:
 kill "$MOCK_PID"; MOCK_PID=""
 bench lianbei-64-1k --api lianbei --connections 64 --seeded 1000
 bench pay-64-1k --api pay --connections 64
-bench supplier-64 --api supplier --connections 64
-bench opentrade-64 --api opentrade --connections 64
-bench mix-64 --api mix --connections 64 --seeded 1000
+# Supplier and opentrade requests each consume an order made for the run: a pool large enough
+# for every round keeps them first notices (past the pool they would be idempotent replays).
+bench supplier-64 --api supplier --connections 64 --pool 250000
+bench opentrade-64 --api opentrade --connections 64 --pool 250000
+bench mix-64 --api mix --connections 64 --seeded 1000 --pool 250000
 for c in 1 16 256; do
   bench "pay-$c" --api pay --connections "$c"
   bench "lianbei-$c" --api lianbei --connections "$c" --seeded 1000
