@@ -4,7 +4,7 @@
 //! placeholders, integers for booleans and epoch-millisecond times), and run inside a
 //! transaction by [`Store::write`] or [`Store::read`]. The backend decides how: the SQLite one
 //! funnels writes through one writer thread that commits concurrent jobs together (group commit:
-//! each job in its own savepoint, one fsync per batch, each caller answered only after the batch
+//! a failed job's changes undone alone, one fsync per batch, each caller answered only after the batch
 //! is on disk) while reads run on a pool of WAL reader connections and never wait for writers.
 //! The PostgreSQL one (several nodes over one database) runs jobs on writer threads at READ
 //! COMMITTED, with entity rows locked by [`Tx::lock_row`], and reruns a job that lost a race.
