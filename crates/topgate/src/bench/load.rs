@@ -69,12 +69,25 @@ impl Target {
     }
 }
 
+/// Signs the body of one request index.
+pub type Builder = Arc<dyn Fn(u64) -> Bytes + Send + Sync>;
+
 /// The bodies of a phase, by request index.
 pub enum Source {
     /// Built before the clock starts.
     Prebuilt(Vec<Bytes>),
-    /// Built on the fly (duration runs, whose count is unknown): signing costs a few µs.
-    OnDemand(Arc<dyn Fn(u64) -> Bytes + Send + Sync>),
+    /// Signed on the fly (duration runs, whose count is unknown).
+    OnDemand(Builder),
+    /// The bodies of indexes `first..first + bodies.len()` built before a duration phase
+    /// starts, the rest signed on the fly. Building and signing a pay notice costs the
+    /// generator about as much CPU as sending it, and that CPU is taken from the server on a
+    /// shared machine; `/healthz` has no body to build, so without this the ratio to the
+    /// ceiling would also measure the generator.
+    Ahead {
+        first: u64,
+        bodies: Vec<Bytes>,
+        build: Builder,
+    },
     Empty,
 }
 
@@ -83,8 +96,36 @@ impl Source {
         match self {
             Source::Prebuilt(v) => v[i as usize % v.len().max(1)].clone(),
             Source::OnDemand(f) => f(i),
+            Source::Ahead {
+                first,
+                bodies,
+                build,
+            } => i
+                .checked_sub(*first)
+                .and_then(|k| bodies.get(k as usize))
+                .cloned()
+                .unwrap_or_else(|| build(i)),
             Source::Empty => Bytes::new(),
         }
+    }
+
+    /// For a duration phase starting at index `first`: the bodies of the next `count` indexes
+    /// built now (on a blocking thread), when this source signs on the fly.
+    pub async fn ahead(self: &Arc<Self>, first: u64, count: u64) -> anyhow::Result<Arc<Self>> {
+        let Source::OnDemand(build) = &**self else {
+            return Ok(Arc::clone(self));
+        };
+        let build = Arc::clone(build);
+        let bodies = {
+            let build = Arc::clone(&build);
+            tokio::task::spawn_blocking(move || (first..first + count).map(|i| build(i)).collect())
+                .await?
+        };
+        Ok(Arc::new(Source::Ahead {
+            first,
+            bodies,
+            build,
+        }))
     }
 }
 
@@ -422,4 +463,27 @@ pub async fn admin_create_all(
         task.await?.map_err(|e| anyhow::anyhow!(e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ahead_serves_built_bodies_then_signs_on_the_fly() {
+        let on_demand = Arc::new(Source::OnDemand(Arc::new(|i| Bytes::from(i.to_string()))));
+        let ahead = on_demand.ahead(10, 3).await.unwrap();
+        let Source::Ahead { bodies, .. } = &*ahead else {
+            panic!("not built ahead");
+        };
+        assert_eq!(bodies.len(), 3);
+        for i in [0, 9, 10, 12, 13, 500] {
+            assert_eq!(ahead.get(i), Bytes::from(i.to_string()), "index {i}");
+        }
+        let prebuilt = Arc::new(Source::Prebuilt(vec![Bytes::from("a")]));
+        assert!(matches!(
+            *prebuilt.ahead(0, 5).await.unwrap(),
+            Source::Prebuilt(_)
+        ));
+    }
 }

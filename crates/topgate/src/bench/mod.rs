@@ -140,6 +140,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let mut phases = Vec::new();
     let mut next_api_index = 0;
+    // Answers per second the next API phase may reach: the last API phase's, else the
+    // ceiling's (an upper bound).
+    let mut expected_rate: Option<f64> = None;
     for round in 1..=args.rounds {
         let phase = |name, target, api, source, first| load::Phase {
             name,
@@ -154,10 +157,18 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         if !args.no_ceiling || args.api == Api::Healthz {
             let empty = Arc::new(Source::Empty);
-            phases.push(load::run_phase(phase("healthz", &healthz, Api::Healthz, empty, 0)).await?);
+            let ceiling =
+                load::run_phase(phase("healthz", &healthz, Api::Healthz, empty, 0)).await?;
+            expected_rate.get_or_insert(ceiling.throughput);
+            phases.push(ceiling);
         }
         let Some(source) = &source else { continue };
         let first = next_api_index;
+        let source = match limit {
+            Limit::Duration(d) => source.ahead(first, bodies_ahead(d, expected_rate)).await?,
+            Limit::Requests(_) => Arc::clone(source),
+        };
+        let source = &source;
         let done = load::run_phase(phase(
             args.api.name(),
             &target,
@@ -167,6 +178,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ))
         .await?;
         next_api_index = done.next_index;
+        expected_rate = Some(done.throughput);
         phases.push(done);
         if let Some(other) = &compare {
             // The mock answers whatever it is sent: the same bodies, any success counts.
@@ -177,6 +189,14 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     report(&args, limit, &phases);
     Ok(ExitCode::SUCCESS)
+}
+
+/// How many bodies to build before a duration phase: a third more than the expected rate
+/// needs (20 000/s when nothing was measured yet), at most 250 000 (a few hundred MB of
+/// generator memory); past them the phase signs on the fly.
+fn bodies_ahead(duration: Duration, expected_rate: Option<f64>) -> u64 {
+    let rate = expected_rate.filter(|r| *r > 0.0).unwrap_or(20_000.0);
+    ((rate * duration.as_secs_f64() * 4.0 / 3.0).ceil() as u64).clamp(1, 250_000)
 }
 
 /// How many distinct orders a phase of `api` consumes.
@@ -245,7 +265,8 @@ async fn prepare(args: &RunArgs, target: &Target, limit: Limit) -> anyhow::Resul
 }
 
 /// The bodies of the API phases of every round: all built before the clock starts when the
-/// count is known (up to a million), else signed on the fly.
+/// count is known (up to a million), else signed on the fly (and built ahead of each phase by
+/// [`Source::ahead`]).
 async fn source(plan: &Plan, api: Api, limit: Limit, rounds: u32) -> anyhow::Result<Source> {
     let plan = Arc::new(plan.clone());
     let now = OffsetDateTime::now_utc();

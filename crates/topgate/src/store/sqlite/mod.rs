@@ -444,11 +444,14 @@ mod tests {
         PanicAfterWriting,
     }
 
+    /// A job's value, how many times it ran, and the outcome it was handed.
+    type Report = (i64, u32, Result<(), StoreError>);
+
     struct InsertJob {
         value: i64,
         ending: Ending,
         runs: u32,
-        report: mpsc::Sender<(i64, u32, Result<(), StoreError>)>,
+        report: mpsc::Sender<Report>,
     }
 
     impl WriteWork for InsertJob {
@@ -473,7 +476,7 @@ mod tests {
         }
     }
 
-    fn run(endings: &[Ending]) -> (Vec<i64>, Vec<(i64, u32, Result<(), StoreError>)>) {
+    fn run(endings: &[Ending]) -> (Vec<i64>, Vec<Report>) {
         let dir = tempfile::tempdir().unwrap();
         let conn = connect(&dir.path().join("t.db"), 1024).unwrap();
         conn.execute_batch("CREATE TABLE t (v INTEGER NOT NULL)")
