@@ -84,18 +84,24 @@ echo "== 1 thousand stored orders"
 rm -f "$WORK"/small.db*
 "$BIN" --database-url "sqlite://$WORK/small.db" bench seed --orders 1000
 start_server "$WORK/small.db"
-node bench/.mockoon/node_modules/@mockoon/cli/bin/run.js start -d bench/mockoon-pay.json \
-  -p $MOCK_PORT -X >"$WORK/mockoon.log" 2>&1 &
-MOCK_PID=$!
-wait_port $MOCK_PORT
-# Both sides are compared in their steady state: Node compiles Mockoon's hot paths while it
-# runs, and a fresh topgate store grows its WAL and database files during the first seconds of
-# writes. One unmeasured phase of the same requests warms each.
-for warm_url in "http://127.0.0.1:$MOCK_PORT/router/rest" "$URL"; do
-  "$BIN" bench --url "$warm_url" --api pay --connections 64 --duration "$SECS" --no-ceiling --json >/dev/null
-done
-bench pay-64-mockoon --api pay --connections 64 --compare-url "http://127.0.0.1:$MOCK_PORT/router/rest" --compare-name mockoon
-kill "$MOCK_PID"; MOCK_PID=""
+# Mockoon serves one canned answer per API (bench/mockoon-<api>.json), one environment at a
+# time on the same port. Both sides are compared in their steady state: Node compiles
+# Mockoon's hot paths while it runs, and a fresh topgate store grows its WAL and database files
+# during the first seconds of writes. One unmeasured phase of the same requests warms each.
+compare_with_mockoon() { # api, then extra topgate bench arguments
+  local api=$1; shift
+  node bench/.mockoon/node_modules/@mockoon/cli/bin/run.js start -d "bench/mockoon-$api.json" \
+    -p $MOCK_PORT -X >"$WORK/mockoon-$api.log" 2>&1 &
+  MOCK_PID=$!
+  wait_port $MOCK_PORT
+  for warm_url in "http://127.0.0.1:$MOCK_PORT/router/rest" "$URL"; do
+    "$BIN" bench --url "$warm_url" --api "$api" --connections 64 --duration "$SECS" --no-ceiling --json "$@" >/dev/null
+  done
+  bench "$api-64-mockoon" --api "$api" --connections 64 --compare-url "http://127.0.0.1:$MOCK_PORT/router/rest" --compare-name mockoon "$@"
+  kill "$MOCK_PID"; wait "$MOCK_PID" 2>/dev/null || true; MOCK_PID=""
+}
+compare_with_mockoon pay
+compare_with_mockoon lianbei --seeded 1000
 bench lianbei-64-1k --api lianbei --connections 64 --seeded 1000
 bench pay-64-1k --api pay --connections 64
 # Supplier and opentrade requests each consume an order made for the run: a pool large enough
