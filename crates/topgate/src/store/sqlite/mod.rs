@@ -4,8 +4,8 @@
 //! The writer takes every job waiting in its queue (up to [`MAX_BATCH`]), runs them in one
 //! `BEGIN IMMEDIATE` transaction, commits once, then completes each job with the commit's
 //! outcome. A job that fails or panics keeps none of its changes and touches none of the
-//! others' (see [`run_batch`] for how, without a savepoint per job in the usual case). Batches form by themselves under load: while one commit
-//! fsyncs, the next requests queue up.
+//! others' (see [`run_batch`] for how, without a savepoint per job in the usual case). Batches
+//! form by themselves under load: while one commit fsyncs, the next requests queue up.
 //!
 //! Checkpoints (copying the WAL back into the database file, with its own fsync) run on a
 //! separate thread so that the writer's commits never wait for them; the writer checkpoints
@@ -298,8 +298,8 @@ enum BatchRun {
 /// Runs one batch in one transaction, then hands each job the commit's outcome.
 ///
 /// Jobs run back to back without a savepoint each: the savepoint statements and the copy of
-/// every page a job first touches into the savepoint's journal were about a sixth of the
-/// writer's CPU. A job refused before it wrote anything (the usual case: verdicts come before
+/// every page a job first touches into the savepoint's journal were about 6 % of the server's
+/// instructions per pay notice (callgrind). A job refused before it wrote anything (the usual case: verdicts come before
 /// writes) has nothing to undo, which the connection's change counter tells. Only a job that
 /// fails after changing rows spoils the transaction: the batch is then rolled back and run
 /// again with a savepoint per job, so that exactly that job's changes are undone. Running a
