@@ -7,6 +7,8 @@
 //! XML text is escaped, and characters XML 1.0 cannot carry (C0 controls other than tab, LF and
 //! CR; U+FFFE, U+FFFF) become U+FFFD, so an echoed client value never breaks a client's parser.
 
+use std::fmt::Write as _;
+
 use crate::error::TopError;
 
 /// A response value, typed the way the API metadata types it (numbers stay numbers on the wire).
@@ -187,8 +189,39 @@ pub fn write_error(error: &TopError, request_id: &str, format: Format) -> String
     out
 }
 
+/// Writes `s` as a JSON string into `out`, escaped exactly as `serde_json` does (`"`, `\\`,
+/// and control characters below U+0020; nothing else), without the string `serde_json` would
+/// allocate per value: the lianbei answer has two dozen of them.
 fn write_json_string(out: &mut String, s: &str) {
-    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string()));
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        // Every byte matched above is ASCII, so `i` is a character boundary.
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 fn write_json_object(out: &mut String, obj: &Object, simplify: bool, request_id: Option<&str>) {
@@ -216,7 +249,9 @@ fn write_json_object(out: &mut String, obj: &Object, simplify: bool, request_id:
 fn write_json_value(out: &mut String, value: &Value, simplify: bool) {
     match value {
         Value::Str(s) => write_json_string(out, s),
-        Value::Int(n) => out.push_str(&n.to_string()),
+        Value::Int(n) => {
+            let _ = write!(out, "{n}");
+        }
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Obj(o) => write_json_object(out, o, simplify, None),
         Value::List { item, items } => {
@@ -304,6 +339,26 @@ fn write_xml_value(out: &mut String, name: &str, value: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn json_strings_are_escaped_as_serde_json_does(s in proptest::string::string_regex("(?s).{0,40}").unwrap()) {
+            let mut out = String::new();
+            write_json_string(&mut out, &s);
+            proptest::prop_assert_eq!(out, serde_json::to_string(&s).unwrap());
+        }
+    }
+
+    #[test]
+    fn json_strings_escape_every_control_character() {
+        let s: String = (0u8..0x20)
+            .map(char::from)
+            .chain("\"\\/\u{7f}é中".chars())
+            .collect();
+        let mut out = String::new();
+        write_json_string(&mut out, &s);
+        assert_eq!(out, serde_json::to_string(&s).unwrap());
+    }
 
     fn sample() -> Object {
         Object::new().field(
