@@ -43,12 +43,10 @@ pub fn parse_wall_clock(value: &str) -> Option<OffsetDateTime> {
 /// Years outside 0–9999 (never a TOP value) take that interpreter's way.
 pub fn format_wall_clock(instant: OffsetDateTime) -> String {
     let t = instant.to_offset(GMT8);
-    let Ok(year) = u16::try_from(t.year()) else {
-        return t.format(DATETIME).unwrap_or_default();
+    let year = match u16::try_from(t.year()) {
+        Ok(year) if year <= 9999 => year,
+        _ => return t.format(DATETIME).unwrap_or_default(),
     };
-    if year > 9999 {
-        return t.format(DATETIME).unwrap_or_default();
-    }
     let mut out = String::with_capacity(19);
     let mut push = |value: u16, digits: u32, separator: Option<char>| {
         for k in (0..digits).rev() {
