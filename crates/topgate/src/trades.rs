@@ -128,6 +128,11 @@ pub fn apply(
             "UPDATE sub_orders SET status = ? WHERE tid = ? AND status NOT IN ('TRADE_FINISHED', 'TRADE_CLOSED', 'TRADE_CLOSED_BY_TAOBAO')",
             args![to, tid],
         )?;
+        // The lianbei read model copies the trade's status and times (none for other trades).
+        tx.execute(
+            &format!("UPDATE lianbei_orders SET status = ?, {time_column} = ? WHERE tid = ?"),
+            args![to, now_ms, tid],
+        )?;
     }
     Ok(changed)
 }

@@ -435,6 +435,9 @@ fn create_trade(tx: &mut dyn Tx, t: NewTrade, now_ms: i64) -> Result<Json, Admin
             args![t.tid, s.store_id, s.guider_id.as_str(), s.guider_name.as_str(), s.operator_id.as_str(), s.operator_name.as_str()],
         )?;
     }
+    if t.kind == "LIANBEI" {
+        crate::api::lianbei::record_orders(tx, t.tid, t.tid)?;
+    }
     if t.kind == "OPENTRADE" {
         let o = t.open_trade.unwrap_or_default();
         tx.execute(

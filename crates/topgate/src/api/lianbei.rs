@@ -1,5 +1,8 @@
 //! `alibaba.alisports.lianbei.order.notice`: a fitness partner reads one of its store orders
 //! (domain.md §2.2). Read-only, so it runs on a reader connection and never waits for writes.
+//! It reads one row of the lianbei read model (`lianbei_orders`, migration 0006), which every
+//! path creating a lianbei order fills through [`record_orders`] and every trade transition
+//! updates; a trade of several lines answers with its first line (lowest `oid`).
 //!
 //! The answer is the Ali Sports `AlispResult`: 200 with the order (nick and mobile masked, status
 //! derived from the trade, §3.4), 403 for an order of another partner's store (diagnosable
@@ -47,19 +50,25 @@ fn wall(ms: Option<i64>) -> Option<String> {
     ms.map(|m| timestamp::format_wall_clock(from_millis(m)))
 }
 
+/// Copies the lianbei orders among trades `first_tid..=last_tid` into the read model
+/// (`lianbei_orders`, migration 0006) once their trade, store sale and lines are written; ones
+/// already copied are left alone.
+pub fn record_orders(tx: &mut dyn Tx, first_tid: i64, last_tid: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO lianbei_orders SELECT * FROM lianbei_order_sources WHERE tid BETWEEN ? AND ? \
+         ON CONFLICT DO NOTHING",
+        args![first_tid, last_tid],
+    )?;
+    Ok(())
+}
+
 fn lookup(tx: &mut dyn Tx, tid: i64, partner_id: Option<i64>) -> Result<Lookup, StoreError> {
     let row = tx.query_opt(
-        "SELECT t.tid, t.created_at, t.pay_time, t.end_time, t.status, t.payment, t.source, t.out_id, \
-                u.nick, u.mobile, i.item_id, i.title, i.pic_url, o.price, o.quantity, o.discount_fee, \
-                o.sku_id, o.sku_text, o.nego_price, s.guider_id, s.guider_name, s.operator_id, \
-                s.operator_name, st.partner_id \
-         FROM trades t \
-         JOIN store_sales s ON s.tid = t.tid \
-         JOIN stores st ON st.store_id = s.store_id \
-         JOIN users u ON u.user_id = t.buyer_id \
-         JOIN sub_orders o ON o.tid = t.tid \
-         JOIN items i ON i.item_id = o.item_id \
-         WHERE t.tid = ? AND t.biz_kind = 'LIANBEI' ORDER BY o.oid LIMIT 1",
+        "SELECT tid, created_at, pay_time, end_time, status, payment, source, out_id, buyer_nick, \
+                buyer_mobile, item_id, item_title, item_pic_url, price, quantity, discount_fee, \
+                sku_id, sku_text, nego_price, guider_id, guider_name, operator_id, operator_name, \
+                partner_id \
+         FROM lianbei_orders WHERE tid = ?",
         args![tid],
     )?;
     let Some(r) = row else {

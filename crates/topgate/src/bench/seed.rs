@@ -81,7 +81,11 @@ fn seed_range(tx: &mut dyn Tx, start: u64, end: u64, now_ms: i64) -> Result<(), 
             args![order_id, outer.as_str(), outer.as_str(), created, created],
         )?;
     }
-    Ok(())
+    crate::api::lianbei::record_orders(
+        tx,
+        LIANBEI_BASE + start as i64,
+        LIANBEI_BASE + end as i64 - 1,
+    )
 }
 
 /// The admin-API bodies of `n` carrier orders from `base` (pending, supplier 1, biz type 30).

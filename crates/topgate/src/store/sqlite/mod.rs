@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("0003_delivery.sql")),
     (4, include_str!("0004_right_order_hashes.sql")),
     (5, include_str!("0005_sub_order_lines_index.sql")),
+    (6, include_str!("0006_lianbei_orders.sql")),
 ];
 
 /// `sqlite://path`, `sqlite:path` or a bare path.
@@ -152,11 +153,16 @@ fn connect(path: &Path, cache_kib: i64) -> Result<Connection, StoreError> {
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    apply_migrations(conn, MIGRATIONS)
+}
+
+/// Applies those of `migrations` that `conn`'s database has not had yet.
+fn apply_migrations(conn: &Connection, migrations: &[(i64, &str)]) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )
     .map_err(map_err)?;
-    for (version, sql) in MIGRATIONS {
+    for (version, sql) in migrations {
         let done: bool = conn
             .query_row(
                 "SELECT COUNT(*) FROM schema_migrations WHERE version = ?1",
@@ -538,5 +544,53 @@ mod tests {
             assert_eq!(runs, expected_runs, "job {value}");
             assert_eq!(result.is_err(), value == 3, "job {value}: {result:?}");
         }
+    }
+
+    #[test]
+    fn the_lianbei_read_model_is_backfilled_from_existing_orders() {
+        let conn = Connection::open_in_memory().expect("in-memory database");
+        let before = MIGRATIONS
+            .iter()
+            .position(|(version, _)| *version == 6)
+            .expect("migration 6 exists");
+        apply_migrations(&conn, &MIGRATIONS[..before]).expect("migrations 1-5");
+        conn.execute_batch(
+            "INSERT INTO users (user_id, nick, mobile) VALUES (1, 'seller', NULL), (2, 'buyer nick', '13800000000');
+             INSERT INTO items (item_id, seller_id, title, pic_url, price) VALUES (10, 1, 'item ten', 'http://ten', 5), (11, 1, 'item eleven', '', 7);
+             INSERT INTO partners (partner_id, name) VALUES (9, 'partner');
+             INSERT INTO stores (store_id, partner_id, name) VALUES (3, 9, 'store');
+             INSERT INTO trades (tid, seller_id, buyer_id, biz_kind, status, created_at, pay_time, total_fee, payment, source, out_id)
+                 VALUES (100, 1, 2, 'LIANBEI', 'WAIT_SELLER_SEND_GOODS', 1000, 2000, 12, 12, 'xpos', 'out-100'),
+                        (200, 1, 2, 'GENERIC', 'WAIT_SELLER_SEND_GOODS', 1000, 2000, 5, 5, '', '');
+             INSERT INTO sub_orders (oid, tid, item_id, sku_text, price, quantity, payment, status)
+                 VALUES (1002, 100, 10, 'later line', 5, 1, 5, 'WAIT_SELLER_SEND_GOODS'),
+                        (1001, 100, 11, 'first line', 7, 1, 7, 'WAIT_SELLER_SEND_GOODS'),
+                        (2001, 200, 10, '', 5, 1, 5, 'WAIT_SELLER_SEND_GOODS');
+             INSERT INTO store_sales (tid, store_id, guider_id, guider_name, operator_id, operator_name)
+                 VALUES (100, 3, 'g', 'guider', 'o', 'operator');",
+        )
+        .expect("orders of the old schema");
+        migrate(&conn).expect("the remaining migrations");
+        let rows: Vec<(i64, i64, String, String, i64, String, String)> = conn
+            .prepare("SELECT tid, partner_id, status, buyer_nick, item_id, sku_text, operator_name FROM lianbei_orders")
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                })?
+                .collect()
+            })
+            .expect("the read model");
+        assert_eq!(
+            rows,
+            vec![(
+                100,
+                9,
+                "WAIT_SELLER_SEND_GOODS".to_string(),
+                "buyer nick".to_string(),
+                11,
+                "first line".to_string(),
+                "operator".to_string()
+            )]
+        );
     }
 }
