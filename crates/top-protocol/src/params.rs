@@ -263,24 +263,31 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 }
 
 /// Decodes one form component strictly: `+` → space, `%XX` → byte, then UTF-8. A `%` not
-/// followed by two hex digits is kept literally, as lenient servlet containers do.
+/// followed by two hex digits is kept literally, as lenient servlet containers do. Runs of
+/// plain bytes are copied whole: most names and many values have no escape at all.
 fn decode_component(raw: &[u8]) -> Result<String, ParamError> {
     let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < raw.len() => match (hex_val(raw[i + 1]), hex_val(raw[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
+    let mut start = 0;
+    while let Some(offset) = raw[start..].iter().position(|b| matches!(b, b'+' | b'%')) {
+        let i = start + offset;
+        out.extend_from_slice(&raw[start..i]);
+        start = i + 1;
+        if raw[i] == b'+' {
+            out.push(b' ');
+            continue;
         }
-        i += 1;
+        match (
+            raw.get(i + 1).copied().and_then(hex_val),
+            raw.get(i + 2).copied().and_then(hex_val),
+        ) {
+            (Some(h), Some(l)) => {
+                out.push(h * 16 + l);
+                start = i + 3;
+            }
+            _ => out.push(b'%'),
+        }
     }
+    out.extend_from_slice(&raw[start..]);
     String::from_utf8(out).map_err(|e| {
         ParamError::InvalidEncoding(String::from_utf8_lossy(e.as_bytes()).into_owned())
     })
@@ -372,5 +379,38 @@ mod tests {
             let ct = if multipart { "multipart/form-data; boundary=xx" } else { "application/x-www-form-urlencoded" };
             let _ = ParamSet::from_request(Some(&q), Some(ct), &body);
         }
+
+        #[test]
+        fn decoding_matches_a_byte_at_a_time_decoder(
+            raw in proptest::collection::vec(
+                proptest::sample::select(b"%+aF09zG\xe4\xbd\xa0\xff =".to_vec()),
+                0..48,
+            )
+        ) {
+            proptest::prop_assert_eq!(decode_component(&raw), decode_byte_at_a_time(&raw));
+        }
+    }
+
+    /// The straightforward decoder the run-copying one must agree with.
+    fn decode_byte_at_a_time(raw: &[u8]) -> Result<String, ParamError> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < raw.len() {
+            match raw[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < raw.len() => match (hex_val(raw[i + 1]), hex_val(raw[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push(h * 16 + l);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                },
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).map_err(|e| {
+            ParamError::InvalidEncoding(String::from_utf8_lossy(e.as_bytes()).into_owned())
+        })
     }
 }

@@ -113,7 +113,10 @@ impl Tx for SqliteTx<'_> {
                     ValueRef::Integer(v) => SqlValue::Int(v),
                     ValueRef::Real(v) => SqlValue::Int(v as i64),
                     ValueRef::Text(t) | ValueRef::Blob(t) => {
-                        SqlValue::Text(String::from_utf8_lossy(t).into_owned())
+                        SqlValue::Text(std::str::from_utf8(t).map_or_else(
+                            |_| String::from_utf8_lossy(t).into_owned(),
+                            str::to_owned,
+                        ))
                     }
                 });
             }
