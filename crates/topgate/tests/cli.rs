@@ -77,11 +77,24 @@ struct Served {
 
 impl Served {
     fn start(scratch: &Scratch, args: &[&str]) -> Self {
-        let mut child = scratch
-            .command()
-            .args(args)
+        Self::spawn(scratch.command().args(args).stderr(Stdio::null()))
+    }
+
+    /// Starts `serve` logging at info level into `log`.
+    fn start_logging(scratch: &Scratch, args: &[&str], log: &Path) -> Self {
+        let file = std::fs::File::create(log).expect("log file");
+        Self::spawn(
+            scratch
+                .command()
+                .env("TOPGATE_LOG", "info")
+                .args(args)
+                .stderr(file),
+        )
+    }
+
+    fn spawn(command: &mut Command) -> Self {
+        let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .expect("serve starts");
         let stdout = child.stdout.take().expect("stdout");
@@ -320,6 +333,54 @@ fn serve_sandbox_prints_its_address_and_a_working_one_liner() {
         .collect();
     assert_eq!(keys, ["other", "test"], "seeded once: {apps}");
     assert!(!s.ok(&["app", "list"]).contains("\"secret\""));
+}
+
+#[test]
+fn a_refused_call_is_logged_with_its_request_id_app_key_and_method_but_no_secret() {
+    let s = Scratch::new();
+    let secret = "log-secret-7d2c9e41";
+    s.ok(&["app", "create", "--app-key", "logged", "--secret", secret]);
+    let log = s.path().join("serve.log");
+    let served = Served::start_logging(&s, &["serve", "--listen", "127.0.0.1:0"], &log);
+    let url = url_in(&served.read_until("topgate listening on")[0]);
+    let out = Command::new(BIN)
+        .current_dir(s.path())
+        .env("TOPGATE_LOG", "warn")
+        .args([
+            "call",
+            "taobao.time.get",
+            "--url",
+            &url,
+            "--app-key",
+            "logged",
+        ])
+        .args(["--secret", "not-the-secret"])
+        .output()
+        .expect("call runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let request_id = stderr
+        .split("(request_id ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no request_id in {stderr}"))
+        .to_string();
+    served.terminate();
+    let logged = std::fs::read_to_string(&log).expect("log written");
+    let line = logged
+        .lines()
+        .find(|l| l.contains(&format!("request_id={request_id}")))
+        .unwrap_or_else(|| panic!("no line for {request_id} in {logged}"));
+    for field in [
+        "refused",
+        "app_key=logged",
+        "method=taobao.time.get",
+        "code=25",
+    ] {
+        assert!(line.contains(field), "{field} missing from {line}");
+    }
+    assert!(!logged.contains(secret), "{logged}");
+    assert!(!logged.contains("not-the-secret"), "{logged}");
 }
 
 #[test]
