@@ -184,8 +184,10 @@ fn find_code(v: &serde_json::Value, found: &mut Option<String>) {
     }
 }
 
+/// A vectorised search: a byte-by-byte window compare over every answer cost the generator
+/// a fifth of its instructions per lianbei call.
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 #[cfg(test)]
