@@ -22,6 +22,9 @@ const ROUNDS: usize = 10;
 const CONNECTIONS: usize = 8;
 /// Requests each connection may send in a round (the kill normally comes first).
 const PER_CONNECTION: u64 = 60;
+/// Bound of one HTTP call, and of one whole round.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const ROUND_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn start(db: &Path) -> SandboxProcess {
     start_sandbox_process(&format!("sqlite://{}", db.display()))
@@ -49,6 +52,15 @@ fn order_id(text: &str) -> Option<String> {
     } else {
         None
     }
+}
+
+/// A client whose calls fail rather than wait forever: the test must end by itself even if a
+/// server stops answering without closing its connections.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(CALL_TIMEOUT)
+        .build()
+        .expect("HTTP client")
 }
 
 async fn post(http: &reqwest::Client, url: &str, body: bytes::Bytes) -> Result<String, String> {
@@ -81,7 +93,7 @@ async fn round(db: &Path, n: usize, kill_after: usize) -> usize {
             server.url.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let http = client();
             for k in 0..PER_CONNECTION {
                 if stop.load(Ordering::Relaxed) {
                     return;
@@ -144,7 +156,7 @@ async fn round(db: &Path, n: usize, kill_after: usize) -> usize {
         }
     }
     // Re-sending an acknowledged call replays its order.
-    let http = reqwest::Client::new();
+    let http = client();
     for (i, (id, body)) in &acked {
         let text = post(&http, &server.url, body.clone())
             .await
@@ -169,7 +181,9 @@ async fn acknowledged_pay_notifications_survive_sigkill() {
     for n in 0..ROUNDS {
         // Kill at a different point each round: early, mid-batch, later.
         let kill_after = 20 + (n * 37) % 150;
-        checked += round(&db, n, kill_after).await;
+        checked += tokio::time::timeout(ROUND_TIMEOUT, round(&db, n, kill_after))
+            .await
+            .unwrap_or_else(|_| panic!("round {n} did not finish within {ROUND_TIMEOUT:?}"));
     }
     assert!(
         checked >= ROUNDS * 10,
