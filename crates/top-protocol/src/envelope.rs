@@ -8,7 +8,6 @@
 //! CR; U+FFFE, U+FFFF) become U+FFFD, so an echoed client value never breaks a client's parser.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use crate::error::TopError;
 
@@ -297,9 +296,7 @@ fn write_json_object(out: &mut String, obj: &Object, simplify: bool, request_id:
 fn write_json_value(out: &mut String, value: &Value, simplify: bool) {
     match value {
         Value::Str(s) => write_json_string(out, s),
-        Value::Int(n) => {
-            let _ = write!(out, "{n}");
-        }
+        Value::Int(n) => out.push_str(itoa::Buffer::new().format(*n)),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Obj(o) => write_json_object(out, o, simplify, None),
         Value::List { item, items } => {
@@ -367,7 +364,7 @@ fn write_xml_fields(out: &mut String, obj: &Object) {
 fn write_xml_value(out: &mut String, name: &str, value: &Value) {
     match value {
         Value::Str(s) => write_xml_leaf(out, name, s),
-        Value::Int(n) => write_xml_leaf(out, name, &n.to_string()),
+        Value::Int(n) => write_xml_leaf(out, name, itoa::Buffer::new().format(*n)),
         Value::Bool(b) => write_xml_leaf(out, name, if *b { "true" } else { "false" }),
         Value::Obj(o) => {
             open_tag(out, name, false);

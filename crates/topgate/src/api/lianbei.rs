@@ -119,7 +119,7 @@ pub fn handle(call: Call) -> HandlerFuture {
         let found = call
             .state
             .store
-            .read_now(move |tx| lookup(tx, tid, partner_id))
+            .lookup_now(move |tx| lookup(tx, tid, partner_id))
             .await
             .map_err(internal)?;
         let result = match found {

@@ -374,7 +374,7 @@ async fn process(
                     let owned = key.to_string();
                     let loaded = state
                         .store
-                        .read_now(move |tx| apps::load_session(tx, &owned))
+                        .lookup_now(move |tx| apps::load_session(tx, &owned))
                         .await
                         .map_err(internal)?
                         .map(Arc::new);

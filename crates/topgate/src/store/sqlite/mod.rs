@@ -237,6 +237,25 @@ impl Backend for SqliteBackend {
     }
 
     fn read_inline(&self, job: ReadJob) -> Result<(), StoreError> {
+        self.with_inline_reader(|conn| run_read(conn, job))
+    }
+
+    fn lookup_inline(&self, job: ReadJob) -> Result<(), StoreError> {
+        self.with_inline_reader(|conn| {
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                job(&mut OneQuery { conn, used: false })
+            }));
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite://{}", self.path.display())
+    }
+}
+
+impl SqliteBackend {
+    /// Runs `read` on this thread's connection to this database, opened on first use.
+    fn with_inline_reader(&self, read: impl FnOnce(&Connection)) -> Result<(), StoreError> {
         INLINE_READERS.with(|cell| {
             let mut conns = cell.borrow_mut();
             let key = Arc::as_ptr(&self.token) as usize;
@@ -252,13 +271,9 @@ impl Backend for SqliteBackend {
                     conns.len() - 1
                 }
             };
-            run_read(&conns[index].2, job);
+            read(&conns[index].2);
             Ok(())
         })
-    }
-
-    fn describe(&self) -> String {
-        format!("sqlite://{}", self.path.display())
     }
 }
 
@@ -401,6 +416,26 @@ fn run_checkpointer(conn: Connection, commits: Receiver<()>) {
 }
 
 /// Stands in for a transaction that could not begin: every statement fails.
+/// The transaction of a one-query lookup: SQLite runs a statement outside an explicit
+/// transaction in a snapshot of its own; a second statement, or a write, is refused.
+struct OneQuery<'c> {
+    conn: &'c Connection,
+    used: bool,
+}
+
+impl Tx for OneQuery<'_> {
+    fn execute(&mut self, _: &str, _: &[SqlValue]) -> Result<u64, StoreError> {
+        Err(StoreError::Backend("a lookup does not write".into()))
+    }
+
+    fn query(&mut self, sql: &str, args: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
+        if std::mem::replace(&mut self.used, true) {
+            return Err(StoreError::Backend("a lookup runs one query".into()));
+        }
+        SqliteTx(self.conn).query(sql, args)
+    }
+}
+
 struct FailedTx(StoreError);
 
 impl Tx for FailedTx {
@@ -595,5 +630,31 @@ mod tests {
                 "operator".to_string()
             )]
         );
+    }
+
+    #[tokio::test]
+    async fn a_lookup_runs_exactly_one_query_and_no_write() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = crate::store::Store::open(&format!(
+            "sqlite://{}",
+            dir.path().join("lookup.db").display()
+        ))
+        .expect("store opens");
+        let one = store
+            .lookup_now(|tx| tx.query_opt("SELECT 41 + 1", &[]))
+            .await
+            .expect("one query");
+        assert_eq!(one.map(|row| row.i64(0)), Some(42));
+        let second = store
+            .lookup_now(|tx| {
+                tx.query("SELECT 1", &[])?;
+                tx.query("SELECT 2", &[])
+            })
+            .await;
+        assert!(matches!(second, Err(StoreError::Backend(_))), "{second:?}");
+        let write = store
+            .lookup_now(|tx| tx.execute("CREATE TABLE t (x INTEGER)", &[]))
+            .await;
+        assert!(matches!(write, Err(StoreError::Backend(_))), "{write:?}");
     }
 }
