@@ -287,7 +287,14 @@ pub fn main() -> ExitCode {
     } else {
         builder.init();
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if matches!(cli.command, Command::Serve { .. })
+        && std::env::var_os("TOKIO_WORKER_THREADS").is_none()
+    {
+        runtime.worker_threads(server_worker_threads());
+    }
+    let runtime = match runtime.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");
@@ -301,6 +308,18 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Worker threads of `serve`: twice the cores (`TOKIO_WORKER_THREADS` overrides). Point reads
+/// run on the worker that serves the call ([`crate::store::Store::lookup_now`]), and one that
+/// waits for a database page the OS has dropped from its cache stops that worker meanwhile:
+/// with one worker per core, each such wait idled a core. At a million orders, where a lianbei
+/// lookup reads a page that is rarely in SQLite's own cache, twice the workers took lianbei
+/// from 39 and 36 % of the `/healthz` ceiling to 52, 43, 43 and 55 % after a pay phase had
+/// pushed part of the file out of the OS cache; at a thousand orders the ratios did not move
+/// beyond the noise (BENCHMARKS.md).
+fn server_worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |cores| cores.get() * 2)
 }
 
 fn print_json(value: &Value) {

@@ -415,7 +415,6 @@ fn run_checkpointer(conn: Connection, commits: Receiver<()>) {
     }
 }
 
-/// Stands in for a transaction that could not begin: every statement fails.
 /// The transaction of a one-query lookup: SQLite runs a statement outside an explicit
 /// transaction in a snapshot of its own; a second statement, or a write, is refused.
 struct OneQuery<'c> {
@@ -436,6 +435,7 @@ impl Tx for OneQuery<'_> {
     }
 }
 
+/// Stands in for a transaction that could not begin: every statement fails.
 struct FailedTx(StoreError);
 
 impl Tx for FailedTx {
