@@ -30,14 +30,10 @@ pub fn emit(
     payload: &Value,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let id = tx
-        .query(
-            "INSERT INTO events (event_type, entity, payload, created_at) VALUES (?, ?, ?, ?) RETURNING id",
-            args![event_type, entity, payload.to_string(), now_ms],
-        )?
-        .first()
-        .and_then(|row| row.opt_i64(0))
-        .ok_or_else(|| StoreError::Backend("event insert returned no id".into()))?;
+    let id = tx.insert_returning_id(
+        "INSERT INTO events (event_type, entity, payload, created_at) VALUES (?, ?, ?, ?)",
+        args![event_type, entity, payload.to_string(), now_ms],
+    )?;
     // Due at once (`next_at` 0): the business clock may be a fixed test instant, while the
     // dispatcher schedules on the system clock.
     tx.execute(

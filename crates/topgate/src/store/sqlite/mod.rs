@@ -98,6 +98,11 @@ impl Tx for SqliteTx<'_> {
         Ok(n as u64)
     }
 
+    fn insert_returning_id(&mut self, sql: &str, args: &[SqlValue]) -> Result<i64, StoreError> {
+        self.execute(sql, args)?;
+        Ok(self.0.last_insert_rowid())
+    }
+
     fn query(&mut self, sql: &str, args: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
         let mut stmt = self.0.prepare_cached(sql).map_err(map_err)?;
         let columns = stmt.column_count();
@@ -427,6 +432,10 @@ impl Tx for OneQuery<'_> {
         Err(StoreError::Backend("a lookup does not write".into()))
     }
 
+    fn insert_returning_id(&mut self, sql: &str, args: &[SqlValue]) -> Result<i64, StoreError> {
+        self.execute(sql, args).map(|_| 0)
+    }
+
     fn query(&mut self, sql: &str, args: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
         if std::mem::replace(&mut self.used, true) {
             return Err(StoreError::Backend("a lookup runs one query".into()));
@@ -656,5 +665,11 @@ mod tests {
             .lookup_now(|tx| tx.execute("CREATE TABLE t (x INTEGER)", &[]))
             .await;
         assert!(matches!(write, Err(StoreError::Backend(_))), "{write:?}");
+        let insert = store
+            .lookup_now(|tx| {
+                tx.insert_returning_id("INSERT INTO partners (name) VALUES ('x')", &[])
+            })
+            .await;
+        assert!(matches!(insert, Err(StoreError::Backend(_))), "{insert:?}");
     }
 }
