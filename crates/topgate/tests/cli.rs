@@ -42,6 +42,17 @@ impl Scratch {
         cmd
     }
 
+    /// Runs `topgate call taobao.time.get` against `url` as `app_key` signing with `secret`.
+    fn call_time_get(&self, url: &str, app_key: &str, secret: &str) -> Output {
+        Command::new(BIN)
+            .current_dir(self.path())
+            .env("TOPGATE_LOG", "warn")
+            .args(["call", "taobao.time.get", "--url", url])
+            .args(["--app-key", app_key, "--secret", secret])
+            .output()
+            .expect("call runs")
+    }
+
     /// Runs `topgate --database-url … <args>` to completion.
     fn run(&self, args: &[&str]) -> Output {
         self.command().args(args).output().expect("topgate runs")
@@ -343,20 +354,7 @@ fn a_refused_call_is_logged_with_its_request_id_app_key_and_method_but_no_secret
     let log = s.path().join("serve.log");
     let served = Served::start_logging(&s, &["serve", "--listen", "127.0.0.1:0"], &log);
     let url = url_in(&served.read_until("topgate listening on")[0]);
-    let out = Command::new(BIN)
-        .current_dir(s.path())
-        .env("TOPGATE_LOG", "warn")
-        .args([
-            "call",
-            "taobao.time.get",
-            "--url",
-            &url,
-            "--app-key",
-            "logged",
-        ])
-        .args(["--secret", "not-the-secret"])
-        .output()
-        .expect("call runs");
+    let out = s.call_time_get(&url, "logged", "not-the-secret");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let request_id = stderr
@@ -397,23 +395,7 @@ fn serve_honours_cli_disable_and_rotate_secret_within_the_cache_time() {
     let served = Served::start(&s, &["serve", "--listen", "127.0.0.1:0"]);
     let lines = served.read_until("topgate listening on");
     let url = url_in(&lines[0]);
-    let call = |secret: &str| {
-        Command::new(BIN)
-            .current_dir(s.path())
-            .env("TOPGATE_LOG", "warn")
-            .args([
-                "call",
-                "taobao.time.get",
-                "--url",
-                &url,
-                "--app-key",
-                "k",
-                "--secret",
-                secret,
-            ])
-            .output()
-            .expect("call runs")
-    };
+    let call = |secret: &str| s.call_time_get(&url, "k", secret);
     let out = call("cli-secret-5e1f0a9b");
     assert!(
         out.status.success(),

@@ -293,13 +293,8 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
     {
-        let (sender, receiver) = oneshot::channel();
-        self.backend.read_inline(Box::new(move |tx| {
-            let _ = sender.send(f(tx));
-        }))?;
-        receiver
+        self.run_read(|backend, job| backend.read_inline(job), f)
             .await
-            .map_err(|_| StoreError::Backend("read job was dropped".into()))?
     }
 
     /// Like [`Store::read_now`] for a lookup of exactly one query (one statement is a snapshot
@@ -310,13 +305,8 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
     {
-        let (sender, receiver) = oneshot::channel();
-        self.backend.lookup_inline(Box::new(move |tx| {
-            let _ = sender.send(f(tx));
-        }))?;
-        receiver
+        self.run_read(|backend, job| backend.lookup_inline(job), f)
             .await
-            .map_err(|_| StoreError::Backend("read job was dropped".into()))?
     }
 
     /// Runs `f` in a read-only snapshot on a reader connection.
@@ -325,10 +315,27 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
     {
+        self.run_read(|backend, job| backend.submit_read(job), f)
+            .await
+    }
+
+    /// Hands `f` to the backend through `submit` and waits for its result.
+    async fn run_read<T, F>(
+        &self,
+        submit: impl FnOnce(&dyn Backend, ReadJob) -> Result<(), StoreError>,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
+    {
         let (sender, receiver) = oneshot::channel();
-        self.backend.submit_read(Box::new(move |tx| {
-            let _ = sender.send(f(tx));
-        }))?;
+        submit(
+            self.backend.as_ref(),
+            Box::new(move |tx| {
+                let _ = sender.send(f(tx));
+            }),
+        )?;
         receiver
             .await
             .map_err(|_| StoreError::Backend("read job was dropped".into()))?
