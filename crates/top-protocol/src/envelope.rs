@@ -195,18 +195,10 @@ pub fn write_error(error: &TopError, request_id: &str, format: Format) -> String
     out
 }
 
-/// The bytes `serde_json` escapes in a string: `"`, `\\` and the controls below U+0020.
-static NEEDS_ESCAPE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        table[b] = true;
-        b += 1;
-    }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
-    table
-};
+/// Whether `serde_json` escapes byte `b` in a string: `"`, `\\` and the controls below U+0020.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
 
 /// The position of the first byte from `from` on that JSON escapes. Eight bytes are tested at
 /// once while none of them does (the usual case: escapes are rare in answers).
@@ -221,7 +213,7 @@ fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
     }
     bytes[i..]
         .iter()
-        .position(|&b| NEEDS_ESCAPE[usize::from(b)])
+        .position(|&b| needs_escape(b))
         .map(|offset| i + offset)
 }
 
@@ -248,7 +240,7 @@ fn write_json_string(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
     while let Some(i) = next_escape(bytes, start) {
-        // Every byte the table marks is ASCII, so `i` is a character boundary.
+        // Every byte that needs an escape is ASCII, so `i` is a character boundary.
         out.push_str(&s[start..i]);
         let b = bytes[i];
         match b {
