@@ -328,11 +328,12 @@ enum BatchRun {
 ///
 /// Jobs run back to back without a savepoint each: the savepoint statements and the copy of
 /// every page a job first touches into the savepoint's journal were about 6 % of the server's
-/// instructions per pay notice (callgrind). A job refused before it wrote anything (the usual case: verdicts come before
-/// writes) has nothing to undo, which the connection's change counter tells. Only a job that
-/// fails after changing rows spoils the transaction: the batch is then rolled back and run
-/// again with a savepoint per job, so that exactly that job's changes are undone. Running a
-/// job twice is allowed ([`super::Store::attempt`]): nothing of the first run was committed.
+/// instructions per pay notice (callgrind). A job refused before it wrote anything (the usual
+/// case: verdicts come before writes) has nothing to undo, which the connection's change
+/// counter tells. Only a job that fails after changing rows spoils the transaction: the batch
+/// is then rolled back and run again with a savepoint per job, so that exactly that job's
+/// changes are undone. Running a job twice is allowed ([`super::Store::attempt`]): nothing of
+/// the first run was committed.
 fn run_batch(conn: &Connection, mut batch: Vec<WriteJob>) {
     let mut run = run_jobs(conn, &mut batch, false);
     if matches!(run, BatchRun::Spoiled) {
