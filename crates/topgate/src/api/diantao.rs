@@ -6,7 +6,10 @@
 //! (idempotent id) or `10006` (outer order id). Both keys are unique columns of the order row,
 //! which also keeps the digests of the request that created it (`request_hash` of the payment
 //! with its idempotent id, `payment_hash` of the payment alone): one row per notice, no separate
-//! idempotency records, and concurrent duplicates cannot create two orders. `open_id` is a
+//! idempotency records, and concurrent duplicates cannot create two orders. A notice whose
+//! payer the request's thread finds is inserted by one conditional statement that re-checks
+//! every verdict ([`insert_fresh`]); only when it inserts nothing does the full [`apply`] run,
+//! in the same transaction, so the single writer reads nothing for a first notice. `open_id` is a
 //! keyed hash of (app, user): stable for one app, different across apps; apps of one provider
 //! share its keys and orders, so a replay answers the first `order_id` with the *caller's*
 //! `open_id` (byte-identical for the app first answered). Choices: `phone_number` is required
@@ -25,7 +28,7 @@ use super::{check_len, is_code, is_token, payload_hash, Fields};
 use crate::args;
 use crate::clock::millis;
 use crate::gateway::{internal, Call, HandlerFuture};
-use crate::store::{Row, StoreError, Tx};
+use crate::store::{Row, SqlValue, StoreError, Tx};
 
 pub const METHOD: &str = "alibaba.diantao.tripartite.right.pay.notify";
 pub const PARAM: &str = "tripartite_pay_notify_dto";
@@ -185,10 +188,21 @@ pub fn handle(call: Call) -> HandlerFuture {
         // Hashed here, on the request's own thread, rather than inside the job: the single
         // writer thread is the bottleneck of every write, so it should only do SQL.
         let hashes = Hashes::of(&notice);
+        let fresh = match provider_id {
+            Some(provider_id) => {
+                prepare_fresh(&call, provider_id, &app_key, &open_id_key, &notice).await?
+            }
+            None => None,
+        };
         let outcome = call
             .state
             .store
             .attempt(move |tx| {
+                if let Some(fresh) = &fresh {
+                    if let Some(data) = insert_fresh(tx, fresh, &notice, &hashes, now_ms)? {
+                        return Ok(Ok(data));
+                    }
+                }
                 apply(
                     tx,
                     provider_id,
@@ -206,6 +220,57 @@ pub fn handle(call: Call) -> HandlerFuture {
             Err(refusal) => failure(refusal),
         })
     })
+}
+
+/// What a notice that is probably new needs to be inserted by the writer without any reads:
+/// everything but the verdict is settled on the request's thread, from a snapshot read.
+struct FreshOrder {
+    provider_id: i64,
+    app_key: String,
+    user_id: i64,
+    open_id: String,
+    order_id: i64,
+    event_payload: String,
+}
+
+/// Looks the payer up on the calling thread and, when there is one, prepares the order a new
+/// notice would create. `None` sends the notice straight to [`apply`].
+///
+/// The writer then runs [`insert_fresh`], whose one statement re-checks every verdict inside
+/// the transaction; so the snapshot only has to be right for the fast path to be taken, never
+/// for the answer to be right.
+async fn prepare_fresh(
+    call: &Call,
+    provider_id: i64,
+    app_key: &str,
+    open_id_key: &str,
+    notice: &PayNotice,
+) -> Result<Option<FreshOrder>, TopError> {
+    let phone = notice.phone.clone();
+    let user_id = call
+        .state
+        .store
+        .lookup_now(move |tx| {
+            Ok(tx
+                .query_opt("SELECT user_id FROM users WHERE mobile = ?", args![phone])?
+                .map(|row| row.i64(0)))
+        })
+        .await
+        .map_err(internal)?;
+    let Some(user_id) = user_id else {
+        return Ok(None);
+    };
+    let open_id = open_id(open_id_key, app_key, user_id);
+    let order_id = next_order_id();
+    let event_payload = created_event(order_id, provider_id, notice, &open_id);
+    Ok(Some(FreshOrder {
+        provider_id,
+        app_key: app_key.to_string(),
+        user_id,
+        open_id,
+        order_id,
+        event_payload,
+    }))
 }
 
 /// The idempotency digests of a notice: of the payment, and of the payment with its id.
@@ -240,6 +305,103 @@ fn next_order_id() -> i64 {
         .map_or(0, |d| d.as_millis() as i64);
     // Stays within the documented range [10^14, 9·10^18) until the year 2255.
     (ms * 1_000_000 + n as i64).clamp(100_000_000_000_000, 8_999_999_999_999_999_999)
+}
+
+/// The payload of the `right_order.created` event (docs/events.md).
+fn created_event(order_id: i64, provider_id: i64, n: &PayNotice, open_id: &str) -> String {
+    json!({"order_id": order_id.to_string(), "provider_id": provider_id, "source": n.source,
+        "outer_order_id": n.outer_order_id, "open_id": open_id, "amount": n.amount, "status": "PAID"})
+    .to_string()
+}
+
+/// The insert of [`insert_fresh`], with the verdicts of §2.3 as its conditions: the source
+/// belongs to the provider, the phone still names the user the snapshot found, and (when the
+/// notice names a right) the provider's catalogue is empty or has that right enabled. The keys'
+/// verdicts are the unique constraints themselves: a known key inserts nothing.
+macro_rules! insert_fresh_sql {
+    ($right_condition:literal) => {
+        concat!(
+            "INSERT INTO right_orders (order_id, provider_id, app_key, source, outer_order_id, idempotent_id, user_id, open_id, phone, amount, pay_time, right_code, biz, biz_scene, title, channel_id, extend, status, created_at, request_hash, payment_hash) \
+             SELECT CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), 'PAID', CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT) \
+             WHERE EXISTS (SELECT 1 FROM provider_sources WHERE provider_id = ? AND source = ?) \
+             AND EXISTS (SELECT 1 FROM users WHERE user_id = ? AND mobile = ?)",
+            $right_condition,
+            " ON CONFLICT DO NOTHING"
+        )
+    };
+}
+
+/// Inserts the order `fresh` describes when the notice is new and every verdict still lets it
+/// through, in one statement that reads nothing back into the job. `None` when it inserted
+/// nothing (a key is known, the payer, source or right changed since the snapshot, or the
+/// order id was taken): [`apply`] then gives the verdict in the same transaction. This is the
+/// path of nearly every first notice, and it keeps the single writer's work per notice to
+/// three statements.
+fn insert_fresh(
+    tx: &mut dyn Tx,
+    fresh: &FreshOrder,
+    n: &PayNotice,
+    hashes: &Hashes,
+    now_ms: i64,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    let p = fresh.provider_id;
+    let row = args![
+        fresh.order_id,
+        p,
+        fresh.app_key.as_str(),
+        n.source.as_str(),
+        n.outer_order_id.as_str(),
+        n.idempotent_id.as_deref(),
+        fresh.user_id,
+        fresh.open_id.as_str(),
+        n.phone.as_str(),
+        n.amount,
+        n.pay_time.unwrap_or(now_ms),
+        n.right_code.as_deref(),
+        n.biz.as_deref(),
+        n.biz_scene.as_deref(),
+        n.title.as_deref(),
+        n.channel_id,
+        n.extend.as_str(),
+        now_ms,
+        n.idempotent_id.as_ref().map(|_| hashes.full.as_str()),
+        hashes.payment.as_str(),
+        p,
+        n.source.as_str(),
+        fresh.user_id,
+        n.phone.as_str()
+    ];
+    let inserted = match &n.right_code {
+        None => tx.execute(insert_fresh_sql!(""), row)?,
+        Some(code) => {
+            let mut with_right = row.to_vec();
+            with_right.extend([
+                SqlValue::Int(p),
+                SqlValue::Int(p),
+                SqlValue::from(code.as_str()),
+            ]);
+            tx.execute(
+                insert_fresh_sql!(
+                    " AND (NOT EXISTS (SELECT 1 FROM rights WHERE provider_id = ?) \
+                     OR EXISTS (SELECT 1 FROM rights WHERE provider_id = ? AND right_code = ? AND enabled = 1))"
+                ),
+                &with_right,
+            )?
+        }
+    };
+    if inserted == 0 {
+        return Ok(None);
+    }
+    crate::events::emit_serialized(
+        tx,
+        "right_order.created",
+        &format!("right_order:{}", fresh.order_id),
+        &fresh.event_payload,
+        now_ms,
+    )?;
+    Ok(Some(
+        json!({"open_id": fresh.open_id, "order_id": fresh.order_id.to_string()}),
+    ))
 }
 
 fn apply(
@@ -305,12 +467,11 @@ fn apply(
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PAID', ?, ?, ?)",
         args![order_id, provider_id, app_key, n.source.as_str(), n.outer_order_id.as_str(), n.idempotent_id.clone(), user_id, open_id.as_str(), n.phone.as_str(), n.amount, n.pay_time.unwrap_or(now_ms), n.right_code.clone(), n.biz.clone(), n.biz_scene.clone(), n.title.clone(), n.channel_id, n.extend.as_str(), now_ms, n.idempotent_id.as_ref().map(|_| hashes.full.as_str()), hashes.payment.as_str()],
     )?;
-    crate::events::emit(
+    crate::events::emit_serialized(
         tx,
         "right_order.created",
         &format!("right_order:{order_id}"),
-        &json!({"order_id": order_id.to_string(), "provider_id": provider_id, "source": n.source,
-            "outer_order_id": n.outer_order_id, "open_id": open_id, "amount": n.amount, "status": "PAID"}),
+        &created_event(order_id, provider_id, n, &open_id),
         now_ms,
     )?;
     Ok(Ok(
@@ -323,4 +484,118 @@ fn apply(
 /// user). `row` is the order as selected in [`apply`].
 fn replay(row: &Row, app_key: &str, open_id_key: &str) -> serde_json::Value {
     json!({"open_id": open_id(open_id_key, app_key, row.i64(1)), "order_id": row.i64(0).to_string()})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    const SANDBOX_USER: i64 = 10001;
+
+    fn notice(outer: &str, right_code: Option<&str>) -> PayNotice {
+        PayNotice {
+            source: "中国移动".into(),
+            outer_order_id: outer.into(),
+            idempotent_id: Some(format!("idem-{outer}")),
+            phone: "18072887365".into(),
+            amount: 100,
+            pay_time: None,
+            right_code: right_code.map(str::to_string),
+            biz: None,
+            biz_scene: None,
+            title: None,
+            channel_id: None,
+            extend: "{}".into(),
+        }
+    }
+
+    fn fresh(order_id: i64, user_id: i64, n: &PayNotice) -> FreshOrder {
+        FreshOrder {
+            provider_id: 1,
+            app_key: "test".into(),
+            user_id,
+            open_id: open_id("key", "test", user_id),
+            order_id,
+            event_payload: created_event(order_id, 1, n, "x"),
+        }
+    }
+
+    /// Runs `insert_fresh` in a transaction of its own; returns whether it inserted.
+    async fn insert(store: &Store, fresh: FreshOrder, n: PayNotice) -> bool {
+        store
+            .write(move |tx| {
+                let hashes = Hashes::of(&n);
+                insert_fresh(tx, &fresh, &n, &hashes, 1_700_000_000_000).map(|r| r.is_some())
+            })
+            .await
+            .expect("the insert runs")
+    }
+
+    async fn count(store: &Store, sql: &'static str) -> i64 {
+        store
+            .read(move |tx| Ok(tx.query_opt(sql, &[])?.map_or(0, |r| r.i64(0))))
+            .await
+            .expect("count")
+    }
+
+    /// Every verdict the snapshot settled is checked again by the insert itself, so a stale
+    /// snapshot can only send a notice to `apply`, never past a rule.
+    #[tokio::test]
+    async fn the_fresh_insert_rechecks_every_verdict_and_inserts_nothing_when_one_fails() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store =
+            Store::open(&format!("sqlite://{}", dir.path().join("t.db").display())).expect("store");
+        store
+            .write(|tx| {
+                crate::sandbox::seed(tx, 1_700_000_000_000)
+                    .map_err(|e| StoreError::Aborted(e.to_string()))
+            })
+            .await
+            .expect("sandbox data");
+
+        let other_user = fresh(200_000_000_000_001, SANDBOX_USER + 1, &notice("a", None));
+        assert!(
+            !insert(&store, other_user, notice("a", None)).await,
+            "the phone's user changed"
+        );
+        let mut other_source = notice("b", None);
+        other_source.source = "中国联通".into();
+        let fresh_b = fresh(200_000_000_000_002, SANDBOX_USER, &other_source);
+        assert!(
+            !insert(&store, fresh_b, other_source).await,
+            "the source is not the provider's"
+        );
+        let unknown_right = notice("c", Some("noSuchRight"));
+        let fresh_c = fresh(200_000_000_000_003, SANDBOX_USER, &unknown_right);
+        assert!(
+            !insert(&store, fresh_c, unknown_right).await,
+            "the right is not in the catalogue"
+        );
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM right_orders").await, 0);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM events").await, 0);
+
+        let good = notice("d", Some("flowPacket"));
+        let fresh_d = fresh(200_000_000_000_004, SANDBOX_USER, &good);
+        assert!(insert(&store, fresh_d, good.clone()).await);
+        let again = fresh(200_000_000_000_005, SANDBOX_USER, &good);
+        assert!(
+            !insert(&store, again, good).await,
+            "a known key inserts nothing"
+        );
+        let taken_id = fresh(200_000_000_000_004, SANDBOX_USER, &notice("e", None));
+        assert!(
+            !insert(&store, taken_id, notice("e", None)).await,
+            "the order id is taken"
+        );
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM right_orders").await, 1);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM events WHERE event_type = 'right_order.created'"
+            )
+            .await,
+            1
+        );
+    }
 }

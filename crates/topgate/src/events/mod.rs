@@ -30,9 +30,21 @@ pub fn emit(
     payload: &Value,
     now_ms: i64,
 ) -> Result<(), StoreError> {
+    emit_serialized(tx, event_type, entity, &payload.to_string(), now_ms)
+}
+
+/// [`emit`] with the payload already serialised, so that a caller can do that work outside
+/// the writer's job.
+pub fn emit_serialized(
+    tx: &mut dyn Tx,
+    event_type: &str,
+    entity: &str,
+    payload: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
     let id = tx.insert_returning_id(
         "INSERT INTO events (event_type, entity, payload, created_at) VALUES (?, ?, ?, ?)",
-        args![event_type, entity, payload.to_string(), now_ms],
+        args![event_type, entity, payload, now_ms],
     )?;
     // Due at once (`next_at` 0): the business clock may be a fixed test instant, while the
     // dispatcher schedules on the system clock.
