@@ -6,10 +6,9 @@
 //! (idempotent id) or `10006` (outer order id). Both keys are unique columns of the order row,
 //! which also keeps the digests of the request that created it (`request_hash` of the payment
 //! with its idempotent id, `payment_hash` of the payment alone): one row per notice, no separate
-//! idempotency records, and concurrent duplicates cannot create two orders. A notice whose
-//! payer the request's thread finds is inserted by one conditional statement that re-checks
-//! every verdict ([`insert_fresh`]); only when it inserts nothing does the full [`apply`] run,
-//! in the same transaction, so the single writer reads nothing for a first notice. `open_id` is a
+//! idempotency records, and concurrent duplicates cannot create two orders. A first notice is
+//! inserted by a conditional statement that checks the verdicts itself ([`insert_fresh`]);
+//! only when it inserts nothing does the full [`apply`] run, in the same transaction. `open_id` is a
 //! keyed hash of (app, user): stable for one app, different across apps; apps of one provider
 //! share its keys and orders, so a replay answers the first `order_id` with the *caller's*
 //! `open_id` (byte-identical for the app first answered). Choices: `phone_number` is required
@@ -188,18 +187,21 @@ pub fn handle(call: Call) -> HandlerFuture {
         // Hashed here, on the request's own thread, rather than inside the job: the single
         // writer thread is the bottleneck of every write, so it should only do SQL.
         let hashes = Hashes::of(&notice);
-        let fresh = match provider_id {
-            Some(provider_id) => {
-                prepare_fresh(&call, provider_id, &app_key, &open_id_key, &notice).await?
-            }
-            None => None,
-        };
         let outcome = call
             .state
             .store
             .attempt(move |tx| {
-                if let Some(fresh) = &fresh {
-                    if let Some(data) = insert_fresh(tx, fresh, &notice, &hashes, now_ms)? {
+                if let Some(provider_id) = provider_id {
+                    let fresh = insert_fresh(
+                        tx,
+                        provider_id,
+                        &app_key,
+                        &open_id_key,
+                        &notice,
+                        &hashes,
+                        now_ms,
+                    )?;
+                    if let Some(data) = fresh {
                         return Ok(Ok(data));
                     }
                 }
@@ -220,57 +222,6 @@ pub fn handle(call: Call) -> HandlerFuture {
             Err(refusal) => failure(refusal),
         })
     })
-}
-
-/// What a notice that is probably new needs to be inserted by the writer without any reads:
-/// everything but the verdict is settled on the request's thread, from a snapshot read.
-struct FreshOrder {
-    provider_id: i64,
-    app_key: String,
-    user_id: i64,
-    open_id: String,
-    order_id: i64,
-    event_payload: String,
-}
-
-/// Looks the payer up on the calling thread and, when there is one, prepares the order a new
-/// notice would create. `None` sends the notice straight to [`apply`].
-///
-/// The writer then runs [`insert_fresh`], whose one statement re-checks every verdict inside
-/// the transaction; so the snapshot only has to be right for the fast path to be taken, never
-/// for the answer to be right.
-async fn prepare_fresh(
-    call: &Call,
-    provider_id: i64,
-    app_key: &str,
-    open_id_key: &str,
-    notice: &PayNotice,
-) -> Result<Option<FreshOrder>, TopError> {
-    let phone = notice.phone.clone();
-    let user_id = call
-        .state
-        .store
-        .lookup_now(move |tx| {
-            Ok(tx
-                .query_opt("SELECT user_id FROM users WHERE mobile = ?", args![phone])?
-                .map(|row| row.i64(0)))
-        })
-        .await
-        .map_err(internal)?;
-    let Some(user_id) = user_id else {
-        return Ok(None);
-    };
-    let open_id = open_id(open_id_key, app_key, user_id);
-    let order_id = next_order_id();
-    let event_payload = created_event(order_id, provider_id, notice, &open_id);
-    Ok(Some(FreshOrder {
-        provider_id,
-        app_key: app_key.to_string(),
-        user_id,
-        open_id,
-        order_id,
-        event_payload,
-    }))
 }
 
 /// The idempotency digests of a notice: of the payment, and of the payment with its id.
@@ -314,46 +265,58 @@ fn created_event(order_id: i64, provider_id: i64, n: &PayNotice, open_id: &str) 
     .to_string()
 }
 
-/// The insert of [`insert_fresh`], with the verdicts of §2.3 as its conditions: the source
-/// belongs to the provider, the phone still names the user the snapshot found, and (when the
-/// notice names a right) the provider's catalogue is empty or has that right enabled. The keys'
-/// verdicts are the unique constraints themselves: a known key inserts nothing.
+/// The insert of [`insert_fresh`], with the remaining verdicts of §2.3 as its conditions: the
+/// source belongs to the provider and, when the notice names a right, the provider's catalogue
+/// is empty or has that right enabled. The keys' verdicts are the unique constraints
+/// themselves: a known key inserts nothing.
 macro_rules! insert_fresh_sql {
     ($right_condition:literal) => {
         concat!(
             "INSERT INTO right_orders (order_id, provider_id, app_key, source, outer_order_id, idempotent_id, user_id, open_id, phone, amount, pay_time, right_code, biz, biz_scene, title, channel_id, extend, status, created_at, request_hash, payment_hash) \
              SELECT CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), 'PAID', CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT) \
-             WHERE EXISTS (SELECT 1 FROM provider_sources WHERE provider_id = ? AND source = ?) \
-             AND EXISTS (SELECT 1 FROM users WHERE user_id = ? AND mobile = ?)",
+             WHERE EXISTS (SELECT 1 FROM provider_sources WHERE provider_id = ? AND source = ?)",
             $right_condition,
             " ON CONFLICT DO NOTHING"
         )
     };
 }
 
-/// Inserts the order `fresh` describes when the notice is new and every verdict still lets it
-/// through, in one statement that reads nothing back into the job. `None` when it inserted
-/// nothing (a key is known, the payer, source or right changed since the snapshot, or the
+/// Inserts the order of a notice that is new and passes every verdict, with two statements
+/// (the payer's lookup, then a conditional insert) and no other reads. `None` when it inserted
+/// nothing (the phone names no user, a key is known, the source or right is refused, or the
 /// order id was taken): [`apply`] then gives the verdict in the same transaction. This is the
-/// path of nearly every first notice, and it keeps the single writer's work per notice to
-/// three statements.
+/// path of nearly every first notice; the single writer runs it, so it reads as little as it
+/// can.
 fn insert_fresh(
     tx: &mut dyn Tx,
-    fresh: &FreshOrder,
+    provider_id: i64,
+    app_key: &str,
+    open_id_key: &str,
     n: &PayNotice,
     hashes: &Hashes,
     now_ms: i64,
 ) -> Result<Option<serde_json::Value>, StoreError> {
-    let p = fresh.provider_id;
+    let Some(user_id) = tx
+        .query_opt(
+            "SELECT user_id FROM users WHERE mobile = ?",
+            args![n.phone.as_str()],
+        )?
+        .map(|row| row.i64(0))
+    else {
+        return Ok(None);
+    };
+    let open_id = open_id(open_id_key, app_key, user_id);
+    let order_id = next_order_id();
+    let p = provider_id;
     let row = args![
-        fresh.order_id,
+        order_id,
         p,
-        fresh.app_key.as_str(),
+        app_key,
         n.source.as_str(),
         n.outer_order_id.as_str(),
         n.idempotent_id.as_deref(),
-        fresh.user_id,
-        fresh.open_id.as_str(),
+        user_id,
+        open_id.as_str(),
         n.phone.as_str(),
         n.amount,
         n.pay_time.unwrap_or(now_ms),
@@ -367,9 +330,7 @@ fn insert_fresh(
         n.idempotent_id.as_ref().map(|_| hashes.full.as_str()),
         hashes.payment.as_str(),
         p,
-        n.source.as_str(),
-        fresh.user_id,
-        n.phone.as_str()
+        n.source.as_str()
     ];
     let inserted = match &n.right_code {
         None => tx.execute(insert_fresh_sql!(""), row)?,
@@ -395,12 +356,12 @@ fn insert_fresh(
     crate::events::emit_serialized(
         tx,
         "right_order.created",
-        &format!("right_order:{}", fresh.order_id),
-        &fresh.event_payload,
+        &format!("right_order:{order_id}"),
+        &created_event(order_id, provider_id, n, &open_id),
         now_ms,
     )?;
     Ok(Some(
-        json!({"open_id": fresh.open_id, "order_id": fresh.order_id.to_string()}),
+        json!({"open_id": open_id, "order_id": order_id.to_string()}),
     ))
 }
 
@@ -491,8 +452,6 @@ mod tests {
     use super::*;
     use crate::store::Store;
 
-    const SANDBOX_USER: i64 = 10001;
-
     fn notice(outer: &str, right_code: Option<&str>) -> PayNotice {
         PayNotice {
             source: "中国移动".into(),
@@ -510,23 +469,14 @@ mod tests {
         }
     }
 
-    fn fresh(order_id: i64, user_id: i64, n: &PayNotice) -> FreshOrder {
-        FreshOrder {
-            provider_id: 1,
-            app_key: "test".into(),
-            user_id,
-            open_id: open_id("key", "test", user_id),
-            order_id,
-            event_payload: created_event(order_id, 1, n, "x"),
-        }
-    }
-
-    /// Runs `insert_fresh` in a transaction of its own; returns whether it inserted.
-    async fn insert(store: &Store, fresh: FreshOrder, n: PayNotice) -> bool {
+    /// Runs `insert_fresh` for the sandbox's provider in a transaction of its own; returns
+    /// whether it inserted.
+    async fn insert(store: &Store, n: PayNotice) -> bool {
         store
             .write(move |tx| {
                 let hashes = Hashes::of(&n);
-                insert_fresh(tx, &fresh, &n, &hashes, 1_700_000_000_000).map(|r| r.is_some())
+                insert_fresh(tx, 1, "test", "key", &n, &hashes, 1_700_000_000_000)
+                    .map(|r| r.is_some())
             })
             .await
             .expect("the insert runs")
@@ -539,10 +489,10 @@ mod tests {
             .expect("count")
     }
 
-    /// Every verdict the snapshot settled is checked again by the insert itself, so a stale
-    /// snapshot can only send a notice to `apply`, never past a rule.
+    /// The fast path inserts only what `apply` would accept as new; everything else is left to
+    /// `apply`, and leaves nothing behind.
     #[tokio::test]
-    async fn the_fresh_insert_rechecks_every_verdict_and_inserts_nothing_when_one_fails() {
+    async fn the_fresh_insert_checks_every_verdict_and_inserts_nothing_when_one_fails() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store =
             Store::open(&format!("sqlite://{}", dir.path().join("t.db").display())).expect("store");
@@ -554,48 +504,43 @@ mod tests {
             .await
             .expect("sandbox data");
 
-        let other_user = fresh(200_000_000_000_001, SANDBOX_USER + 1, &notice("a", None));
-        assert!(
-            !insert(&store, other_user, notice("a", None)).await,
-            "the phone's user changed"
-        );
+        let mut unbound = notice("a", None);
+        unbound.phone = "13900000000".into();
+        assert!(!insert(&store, unbound).await, "the phone names no user");
         let mut other_source = notice("b", None);
         other_source.source = "中国联通".into();
-        let fresh_b = fresh(200_000_000_000_002, SANDBOX_USER, &other_source);
         assert!(
-            !insert(&store, fresh_b, other_source).await,
+            !insert(&store, other_source).await,
             "the source is not the provider's"
         );
         let unknown_right = notice("c", Some("noSuchRight"));
-        let fresh_c = fresh(200_000_000_000_003, SANDBOX_USER, &unknown_right);
         assert!(
-            !insert(&store, fresh_c, unknown_right).await,
+            !insert(&store, unknown_right).await,
             "the right is not in the catalogue"
         );
         assert_eq!(count(&store, "SELECT COUNT(*) FROM right_orders").await, 0);
         assert_eq!(count(&store, "SELECT COUNT(*) FROM events").await, 0);
 
-        let good = notice("d", Some("flowPacket"));
-        let fresh_d = fresh(200_000_000_000_004, SANDBOX_USER, &good);
-        assert!(insert(&store, fresh_d, good.clone()).await);
-        let again = fresh(200_000_000_000_005, SANDBOX_USER, &good);
+        assert!(insert(&store, notice("d", Some("flowPacket"))).await);
+        assert!(insert(&store, notice("e", None)).await, "no right named");
         assert!(
-            !insert(&store, again, good).await,
+            !insert(&store, notice("d", Some("flowPacket"))).await,
             "a known key inserts nothing"
         );
-        let taken_id = fresh(200_000_000_000_004, SANDBOX_USER, &notice("e", None));
+        let mut same_outer = notice("d", Some("flowPacket"));
+        same_outer.idempotent_id = Some("another".into());
         assert!(
-            !insert(&store, taken_id, notice("e", None)).await,
-            "the order id is taken"
+            !insert(&store, same_outer).await,
+            "a known outer order id inserts nothing"
         );
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM right_orders").await, 1);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM right_orders").await, 2);
         assert_eq!(
             count(
                 &store,
                 "SELECT COUNT(*) FROM events WHERE event_type = 'right_order.created'"
             )
             .await,
-            1
+            2
         );
     }
 }

@@ -14,6 +14,8 @@
 //! per-thread connection, longer ones on the reader threads; in WAL mode neither waits for
 //! the writer.
 
+mod allocator;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -231,6 +233,7 @@ fn configure_library() {
         unsafe {
             rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0);
         }
+        allocator::install();
     });
 }
 
