@@ -60,15 +60,39 @@ struct PayNotice {
     extend: String,
 }
 
+/// The payment a notice reports, normalised: everything but the idempotent id, so that two
+/// notices of the same payment agree. Its JSON text is what `payment_hash` digests; the fields
+/// are in key order, so it serialises exactly as the `json!` object it replaced.
+#[derive(serde::Serialize)]
+struct CanonicalPayment<'a> {
+    amount: i64,
+    biz: Option<&'a str>,
+    biz_scene: Option<&'a str>,
+    channel_id: Option<i64>,
+    extend: &'a str,
+    outer_order_id: &'a str,
+    pay_time: Option<i64>,
+    phone: &'a str,
+    right_code: Option<&'a str>,
+    source: &'a str,
+    title: Option<&'a str>,
+}
+
 impl PayNotice {
-    /// Everything but the idempotent id, normalised: two notices of the same payment agree.
-    fn canonical_payment(&self) -> serde_json::Value {
-        json!({
-            "source": self.source, "outer_order_id": self.outer_order_id, "phone": self.phone,
-            "amount": self.amount, "pay_time": self.pay_time, "right_code": self.right_code,
-            "biz": self.biz, "biz_scene": self.biz_scene, "title": self.title,
-            "channel_id": self.channel_id, "extend": self.extend,
-        })
+    fn canonical_payment(&self) -> CanonicalPayment<'_> {
+        CanonicalPayment {
+            amount: self.amount,
+            biz: self.biz.as_deref(),
+            biz_scene: self.biz_scene.as_deref(),
+            channel_id: self.channel_id,
+            extend: &self.extend,
+            outer_order_id: &self.outer_order_id,
+            pay_time: self.pay_time,
+            phone: &self.phone,
+            right_code: self.right_code.as_deref(),
+            source: &self.source,
+            title: self.title.as_deref(),
+        }
     }
 }
 
@@ -233,7 +257,7 @@ struct Hashes {
 impl Hashes {
     fn of(n: &PayNotice) -> Self {
         let payment = payload_hash(&n.canonical_payment());
-        let full = payload_hash(&json!([n.idempotent_id, payment]));
+        let full = payload_hash(&(n.idempotent_id.as_deref(), payment.as_str()));
         Self { payment, full }
     }
 }
@@ -258,11 +282,30 @@ fn next_order_id() -> i64 {
     (ms * 1_000_000 + n as i64).clamp(100_000_000_000_000, 8_999_999_999_999_999_999)
 }
 
-/// The payload of the `right_order.created` event (docs/events.md).
+/// The payload of the `right_order.created` event (docs/events.md). Fields in key order, so
+/// the text is the one the `json!` object it replaced gave; the writer thread serialises it.
+#[derive(serde::Serialize)]
+struct CreatedEvent<'a> {
+    amount: i64,
+    open_id: &'a str,
+    order_id: String,
+    outer_order_id: &'a str,
+    provider_id: i64,
+    source: &'a str,
+    status: &'static str,
+}
+
 fn created_event(order_id: i64, provider_id: i64, n: &PayNotice, open_id: &str) -> String {
-    json!({"order_id": order_id.to_string(), "provider_id": provider_id, "source": n.source,
-        "outer_order_id": n.outer_order_id, "open_id": open_id, "amount": n.amount, "status": "PAID"})
-    .to_string()
+    serde_json::to_string(&CreatedEvent {
+        amount: n.amount,
+        open_id,
+        order_id: order_id.to_string(),
+        outer_order_id: &n.outer_order_id,
+        provider_id,
+        source: &n.source,
+        status: "PAID",
+    })
+    .expect("an event payload serialises")
 }
 
 /// The insert of [`insert_fresh`], with the remaining verdicts of §2.3 as its conditions: the
@@ -467,6 +510,47 @@ mod tests {
             channel_id: None,
             extend: "{}".into(),
         }
+    }
+
+    /// Stored digests were made from `json!` values; the typed forms must give the same text.
+    #[test]
+    fn the_canonical_payment_serialises_as_the_json_object_it_replaced() {
+        let mut full = notice("o-1", Some("flowPacket"));
+        full.biz = Some("b \"quoted\" \u{1}".into());
+        full.biz_scene = Some("场景".into());
+        full.title = Some("流量包\n".into());
+        full.channel_id = Some(7);
+        full.pay_time = Some(1_700_000_000_123);
+        full.extend = "{\"k\":[1,2]}".into();
+        for n in [notice("o-2", None), full] {
+            let by_value = json!({
+                "source": n.source, "outer_order_id": n.outer_order_id, "phone": n.phone,
+                "amount": n.amount, "pay_time": n.pay_time, "right_code": n.right_code,
+                "biz": n.biz, "biz_scene": n.biz_scene, "title": n.title,
+                "channel_id": n.channel_id, "extend": n.extend,
+            });
+            assert_eq!(
+                serde_json::to_string(&n.canonical_payment()).unwrap(),
+                by_value.to_string()
+            );
+            assert_eq!(
+                payload_hash(&n.canonical_payment()),
+                payload_hash(&by_value)
+            );
+            let event = json!({"order_id": "123", "provider_id": 1, "source": n.source,
+                "outer_order_id": n.outer_order_id, "open_id": "9", "amount": n.amount,
+                "status": "PAID"});
+            assert_eq!(created_event(123, 1, &n, "9"), event.to_string());
+            let hashes = Hashes::of(&n);
+            assert_eq!(
+                hashes.full,
+                payload_hash(&json!([n.idempotent_id, hashes.payment]))
+            );
+        }
+        assert_eq!(
+            payload_hash(&json!({"a": 1})),
+            "015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5cebeae62276a97f862"
+        );
     }
 
     /// Runs `insert_fresh` for the sandbox's provider in a transaction of its own; returns

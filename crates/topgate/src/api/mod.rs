@@ -163,7 +163,14 @@ pub fn is_token(value: &str) -> bool {
     !value.is_empty() && value.chars().all(|c| !c.is_whitespace() && !c.is_control())
 }
 
-/// A stable digest of a normalised payload, for idempotency comparisons.
-pub fn payload_hash(canonical: &Json) -> String {
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+/// A stable digest of a normalised payload, for idempotency comparisons: SHA-256 of its compact
+/// JSON text, in lowercase hex. Digests are stored, so this text must never change: a struct
+/// passed here serialises exactly as the JSON object of its fields would (fields declared in
+/// key order, as serde_json's map sorts them).
+pub fn payload_hash(canonical: &impl serde::Serialize) -> String {
+    let mut text = Vec::with_capacity(256);
+    serde_json::to_writer(&mut text, canonical).expect("a JSON payload serialises");
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(Sha256::digest(&text), &mut hex).expect("64 hex digits for 32 bytes");
+    String::from_utf8_lossy(&hex).into_owned()
 }
