@@ -71,7 +71,7 @@ fn lookup(tx: &mut dyn Tx, tid: i64, partner_id: Option<i64>) -> Result<Lookup, 
          FROM lianbei_orders WHERE tid = ?",
         args![tid],
     )?;
-    let Some(r) = row else {
+    let Some(mut r) = row else {
         return Ok(Lookup::NotFound);
     };
     if partner_id != Some(r.i64(23)) {
@@ -82,25 +82,25 @@ fn lookup(tx: &mut dyn Tx, tid: i64, partner_id: Option<i64>) -> Result<Lookup, 
         .opt_field("gmt_create", wall(Some(r.i64(1))))
         .opt_field("pay_time", wall(r.opt_i64(2)))
         .opt_field("end_time", wall(r.opt_i64(3)))
-        .field("buyer_nick", mask_nick(&r.str(8)))
+        .field("buyer_nick", mask_nick(&r.take_str(8)))
         .field("auction_id", r.i64(10))
-        .field("auction_title", r.str(11))
-        .field("auction_pic_url", r.str(12))
+        .field("auction_title", r.take_str(11))
+        .field("auction_pic_url", r.take_str(12))
         .field("auction_price", r.i64(13))
         .field("buy_amount", r.i64(14))
         .field("discount_fee", r.i64(15))
         .field("tf", r.i64(5))
-        .field("mobile", mask_mobile(&r.str(9)))
-        .field("source", r.str(6))
+        .field("mobile", mask_mobile(&r.take_str(9)))
+        .field("source", r.take_str(6))
         .field("sku_id", r.i64(16))
-        .field("sku", r.str(17))
+        .field("sku", r.take_str(17))
         .field("nego_price", r.i64(18))
-        .field("status", status_code(&r.str(4)))
-        .field("guider_id", r.str(19))
-        .field("guider_name", r.str(20))
-        .field("operator_id", r.str(21))
-        .field("operator_name", r.str(22))
-        .field("out_id", r.str(7));
+        .field("status", status_code(&r.take_str(4)))
+        .field("guider_id", r.take_str(19))
+        .field("guider_name", r.take_str(20))
+        .field("operator_id", r.take_str(21))
+        .field("operator_name", r.take_str(22))
+        .field("out_id", r.take_str(7));
     Ok(Lookup::Found(Box::new(dto)))
 }
 

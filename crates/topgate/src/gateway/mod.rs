@@ -27,6 +27,7 @@ use time::{Duration, OffsetDateTime};
 use top_protocol::envelope::{write_error, write_success};
 use top_protocol::registry::{MethodSpec, Registry};
 use top_protocol::{sign, timestamp, Format, Object, ParamSet, SignMethod, TopError};
+use tower_http::compression::predicate::SizeAbove;
 use tower_http::compression::CompressionLayer;
 
 use crate::apps::{self, AppRecord};
@@ -112,8 +113,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics::render))
         .with_state(Arc::clone(&state));
     api.merge(crate::admin::router(state))
-        .layer(CompressionLayer::new().gzip(true))
+        // Only the size test of the default predicate: the others exclude content types
+        // (images, gRPC, event streams) this server never sends, and cost string comparisons
+        // on every answer, asked for gzip or not.
+        .layer(
+            CompressionLayer::new()
+                .gzip(true)
+                .compress_when(SizeAbove::new(DEFAULT_MIN_SIZE)),
+        )
 }
+
+/// The smallest answer worth compressing: tower-http's default predicate's threshold.
+const DEFAULT_MIN_SIZE: u16 = 32;
 
 async fn healthz() -> &'static str {
     "ok"

@@ -99,6 +99,14 @@ impl Row {
     pub fn str(&self, i: usize) -> String {
         self.opt_str(i).unwrap_or_default()
     }
+    /// [`Row::str`] that moves a text value out instead of copying it (the column reads as
+    /// empty afterwards), for a row read once.
+    pub fn take_str(&mut self, i: usize) -> String {
+        match self.0.get_mut(i) {
+            Some(SqlValue::Text(t)) => std::mem::take(t),
+            _ => self.str(i),
+        }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -91,39 +91,11 @@ fn map_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// Where a transaction gets its prepared statements from.
-trait Statements {
-    fn connection(&self) -> &Connection;
-    /// Runs `use_it` on the prepared form of `sql`, prepared on first use.
-    fn with<T>(
-        &self,
-        sql: &str,
-        use_it: impl FnOnce(&mut Statement<'_>) -> rusqlite::Result<T>,
-    ) -> rusqlite::Result<T>;
-}
-
-/// rusqlite's own statement cache, for the per-thread inline reader connections (whose owner
-/// is a thread-local, so a cache borrowing the connection could not live beside it).
-impl Statements for Connection {
-    fn connection(&self) -> &Connection {
-        self
-    }
-
-    fn with<T>(
-        &self,
-        sql: &str,
-        use_it: impl FnOnce(&mut Statement<'_>) -> rusqlite::Result<T>,
-    ) -> rusqlite::Result<T> {
-        let mut statement = self.prepare_cached(sql)?;
-        use_it(&mut statement)
-    }
-}
-
-/// The prepared statements of a connection owned by one thread (the writer, a reader), found by
-/// the address and length of their SQL text and confirmed by comparing it: nearly all SQL is
-/// `'static` text, so the lookup hashes two words. rusqlite's cache hashes the whole text and
-/// moves the statement out of its LRU list and back on every use, which was about 8 % of the
-/// writer's instructions per pay notice (callgrind).
+/// The prepared statements of a connection owned by one thread (the writer, a reader, a runtime
+/// worker's inline reader), found by the address and length of their SQL text and confirmed by
+/// comparing it: nearly all SQL is `'static` text, so the lookup hashes two words. rusqlite's
+/// cache hashes the whole text and moves the statement out of its LRU list and back on every
+/// use, which was about 8 % of the writer's instructions per pay notice (callgrind).
 struct ThreadStatements<'c> {
     conn: &'c Connection,
     by_text: RefCell<HashMap<TextKey, (Box<str>, Statement<'c>)>>,
@@ -145,11 +117,12 @@ impl<'c> ThreadStatements<'c> {
     }
 }
 
-impl Statements for ThreadStatements<'_> {
+impl ThreadStatements<'_> {
     fn connection(&self) -> &Connection {
         self.conn
     }
 
+    /// Runs `use_it` on the prepared form of `sql`, prepared on first use.
     fn with<T>(
         &self,
         sql: &str,
@@ -174,9 +147,9 @@ impl Statements for ThreadStatements<'_> {
     }
 }
 
-struct SqliteTx<'s, S: Statements>(&'s S);
+struct SqliteTx<'s, 'c>(&'s ThreadStatements<'c>);
 
-impl<S: Statements> Tx for SqliteTx<'_, S> {
+impl Tx for SqliteTx<'_, '_> {
     fn execute(&mut self, sql: &str, args: &[SqlValue]) -> Result<u64, StoreError> {
         let n = self
             .0
@@ -337,9 +310,12 @@ impl Backend for SqliteBackend {
     }
 
     fn lookup_inline(&self, job: ReadJob) -> Result<(), StoreError> {
-        self.with_inline_reader(|conn| {
+        self.with_inline_reader(|statements| {
             let _ = catch_unwind(AssertUnwindSafe(|| {
-                job(&mut OneQuery { conn, used: false })
+                job(&mut OneQuery {
+                    statements,
+                    used: false,
+                })
             }));
         })
     }
@@ -351,31 +327,46 @@ impl Backend for SqliteBackend {
 
 impl SqliteBackend {
     /// Runs `read` on this thread's connection to this database, opened on first use.
-    fn with_inline_reader(&self, read: impl FnOnce(&Connection)) -> Result<(), StoreError> {
+    fn with_inline_reader(
+        &self,
+        read: impl FnOnce(&ThreadStatements<'_>),
+    ) -> Result<(), StoreError> {
         INLINE_READERS.with(|cell| {
-            let mut conns = cell.borrow_mut();
+            let mut readers = cell.borrow_mut();
             let key = Arc::as_ptr(&self.token) as usize;
-            let found = conns
+            let found = readers
                 .iter()
                 .position(|(token, k, _)| *k == key && token.strong_count() > 0);
             let index = match found {
                 Some(i) => i,
                 None => {
-                    conns.retain(|(token, _, _)| token.strong_count() > 0);
+                    readers.retain(|(token, _, _)| token.strong_count() > 0);
                     let conn = connect(&self.path, READER_CACHE_KIB)?;
-                    conns.push((Arc::downgrade(&self.token), key, conn));
-                    conns.len() - 1
+                    let reader = InlineReader::new(conn, |conn| ThreadStatements::new(conn));
+                    readers.push((Arc::downgrade(&self.token), key, reader));
+                    readers.len() - 1
                 }
             };
-            read(&conns[index].2);
+            readers[index]
+                .2
+                .with_dependent(|_, statements| read(statements));
             Ok(())
         })
     }
 }
 
+self_cell::self_cell!(
+    /// A worker thread's read connection with its prepared statements, which borrow it.
+    struct InlineReader {
+        owner: Connection,
+        #[not_covariant]
+        dependent: ThreadStatements,
+    }
+);
+
 thread_local! {
     /// This thread's read connections, one per open database (usually one).
-    static INLINE_READERS: RefCell<Vec<(Weak<()>, usize, Connection)>> = const { RefCell::new(Vec::new()) };
+    static INLINE_READERS: RefCell<Vec<(Weak<()>, usize, InlineReader)>> = const { RefCell::new(Vec::new()) };
 }
 
 fn closed() -> StoreError {
@@ -385,7 +376,7 @@ fn closed() -> StoreError {
 /// Runs `sql` through the statement cache: the transaction statements run once per batch (and
 /// the savepoint ones once per job of a guarded batch); parsing them each time showed in the
 /// writer's profile.
-fn exec_cached(statements: &impl Statements, sql: &str) -> rusqlite::Result<()> {
+fn exec_cached(statements: &ThreadStatements<'_>, sql: &str) -> rusqlite::Result<()> {
     statements.with(sql, |stmt| stmt.execute([])).map(|_| ())
 }
 
@@ -426,10 +417,10 @@ enum BatchRun {
 /// is then rolled back and run again with a savepoint per job, so that exactly that job's
 /// changes are undone. Running a job twice is allowed ([`super::Store::attempt`]): nothing of
 /// the first run was committed.
-fn run_batch(conn: &impl Statements, mut batch: Vec<WriteJob>) {
-    let mut run = run_jobs(conn, &mut batch, false);
+fn run_batch(statements: &ThreadStatements<'_>, mut batch: Vec<WriteJob>) {
+    let mut run = run_jobs(statements, &mut batch, false);
     if matches!(run, BatchRun::Spoiled) {
-        run = run_jobs(conn, &mut batch, true);
+        run = run_jobs(statements, &mut batch, true);
     }
     let failure = match run {
         BatchRun::Committed(panicked) => {
@@ -453,7 +444,7 @@ fn run_batch(conn: &impl Statements, mut batch: Vec<WriteJob>) {
 
 /// Runs every job of `batch` in one `BEGIN IMMEDIATE` transaction and commits it; `guarded`
 /// gives each job a savepoint, rolled back when the job fails.
-fn run_jobs(statements: &impl Statements, batch: &mut [WriteJob], guarded: bool) -> BatchRun {
+fn run_jobs(statements: &ThreadStatements<'_>, batch: &mut [WriteJob], guarded: bool) -> BatchRun {
     let conn = statements.connection();
     if let Err(e) = exec_cached(statements, "BEGIN IMMEDIATE") {
         return BatchRun::Failed(map_err(e));
@@ -517,12 +508,12 @@ fn run_checkpointer(conn: Connection, commits: Receiver<()>) {
 
 /// The transaction of a one-query lookup: SQLite runs a statement outside an explicit
 /// transaction in a snapshot of its own; a second statement, or a write, is refused.
-struct OneQuery<'c> {
-    conn: &'c Connection,
+struct OneQuery<'s, 'c> {
+    statements: &'s ThreadStatements<'c>,
     used: bool,
 }
 
-impl Tx for OneQuery<'_> {
+impl Tx for OneQuery<'_, '_> {
     fn execute(&mut self, _: &str, _: &[SqlValue]) -> Result<u64, StoreError> {
         Err(StoreError::Backend("a lookup does not write".into()))
     }
@@ -535,7 +526,7 @@ impl Tx for OneQuery<'_> {
         if std::mem::replace(&mut self.used, true) {
             return Err(StoreError::Backend("a lookup runs one query".into()));
         }
-        SqliteTx(self.conn).query(sql, args)
+        SqliteTx(self.statements).query(sql, args)
     }
 }
 
@@ -566,15 +557,15 @@ fn run_reader(conn: Connection, jobs: Arc<Mutex<Receiver<ReadJob>>>) {
 }
 
 /// Runs one read job in its own snapshot.
-fn run_read(conn: &impl Statements, job: ReadJob) {
-    if exec_cached(conn, "BEGIN").is_err() {
+fn run_read(statements: &ThreadStatements<'_>, job: ReadJob) {
+    if exec_cached(statements, "BEGIN").is_err() {
         job(&mut FailedTx(StoreError::Backend(
             "cannot begin read".into(),
         )));
         return;
     }
-    let _ = catch_unwind(AssertUnwindSafe(|| job(&mut SqliteTx(conn))));
-    let _ = exec_cached(conn, "COMMIT");
+    let _ = catch_unwind(AssertUnwindSafe(|| job(&mut SqliteTx(statements))));
+    let _ = exec_cached(statements, "COMMIT");
 }
 
 #[cfg(test)]
@@ -643,7 +634,7 @@ mod tests {
                 }) as WriteJob
             })
             .collect();
-        run_batch(&conn, batch);
+        run_batch(&ThreadStatements::new(&conn), batch);
         drop(report);
         let mut stored: Vec<i64> = conn
             .prepare("SELECT v FROM t")
