@@ -6,9 +6,8 @@
 //! (idempotent id) or `10006` (outer order id). Both keys are unique columns of the order row,
 //! which also keeps the digests of the request that created it (`request_hash` of the payment
 //! with its idempotent id, `payment_hash` of the payment alone): one row per notice, no separate
-//! idempotency records, and concurrent duplicates cannot create two orders. A first notice is
-//! inserted by a conditional statement that checks the verdicts itself ([`insert_fresh`]);
-//! only when it inserts nothing does the full [`apply`] run, in the same transaction. `open_id` is a
+//! idempotency records, and concurrent duplicates cannot create two orders (a first notice is
+//! inserted before its keys are looked up: see [`apply`]). `open_id` is a
 //! keyed hash of (app, user): stable for one app, different across apps; apps of one provider
 //! share its keys and orders, so a replay answers the first `order_id` with the *caller's*
 //! `open_id` (byte-identical for the app first answered). Choices: `phone_number` is required
@@ -27,7 +26,7 @@ use super::{check_len, is_code, is_token, payload_hash, Fields};
 use crate::args;
 use crate::clock::millis;
 use crate::gateway::{internal, Call, HandlerFuture};
-use crate::store::{Row, SqlValue, StoreError, Tx};
+use crate::store::{Row, StoreError, Tx};
 
 pub const METHOD: &str = "alibaba.diantao.tripartite.right.pay.notify";
 pub const PARAM: &str = "tripartite_pay_notify_dto";
@@ -215,20 +214,6 @@ pub fn handle(call: Call) -> HandlerFuture {
             .state
             .store
             .attempt(move |tx| {
-                if let Some(provider_id) = provider_id {
-                    let fresh = insert_fresh(
-                        tx,
-                        provider_id,
-                        &app_key,
-                        &open_id_key,
-                        &notice,
-                        &hashes,
-                        now_ms,
-                    )?;
-                    if let Some(data) = fresh {
-                        return Ok(Ok(data));
-                    }
-                }
                 apply(
                     tx,
                     provider_id,
@@ -308,106 +293,26 @@ fn created_event(order_id: i64, provider_id: i64, n: &PayNotice, open_id: &str) 
     .expect("an event payload serialises")
 }
 
-/// The insert of [`insert_fresh`], with the remaining verdicts of §2.3 as its conditions: the
-/// source belongs to the provider and, when the notice names a right, the provider's catalogue
-/// is empty or has that right enabled. The keys' verdicts are the unique constraints
-/// themselves: a known key inserts nothing.
-macro_rules! insert_fresh_sql {
-    ($right_condition:literal) => {
+/// The order row of a new notice; `{}` is empty, or an `ON CONFLICT DO NOTHING` that lets a known
+/// key (or a taken order id) insert nothing instead of failing.
+macro_rules! insert_order_sql {
+    ($on_conflict:literal) => {
         concat!(
             "INSERT INTO right_orders (order_id, provider_id, app_key, source, outer_order_id, idempotent_id, user_id, open_id, phone, amount, pay_time, right_code, biz, biz_scene, title, channel_id, extend, status, created_at, request_hash, payment_hash) \
-             SELECT CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), 'PAID', CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT) \
-             WHERE EXISTS (SELECT 1 FROM provider_sources WHERE provider_id = ? AND source = ?)",
-            $right_condition,
-            " ON CONFLICT DO NOTHING"
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PAID', ?, ?, ?)",
+            $on_conflict
         )
     };
 }
 
-/// Inserts the order of a notice that is new and passes every verdict, with two statements
-/// (the payer's lookup, then a conditional insert) and no other reads. `None` when it inserted
-/// nothing (the phone names no user, a key is known, the source or right is refused, or the
-/// order id was taken): [`apply`] then gives the verdict in the same transaction. This is the
-/// path of nearly every first notice; the single writer runs it, so it reads as little as it
-/// can.
-fn insert_fresh(
-    tx: &mut dyn Tx,
-    provider_id: i64,
-    app_key: &str,
-    open_id_key: &str,
-    n: &PayNotice,
-    hashes: &Hashes,
-    now_ms: i64,
-) -> Result<Option<serde_json::Value>, StoreError> {
-    let Some(user_id) = tx
-        .query_opt(
-            "SELECT user_id FROM users WHERE mobile = ?",
-            args![n.phone.as_str()],
-        )?
-        .map(|row| row.i64(0))
-    else {
-        return Ok(None);
-    };
-    let open_id = open_id(open_id_key, app_key, user_id);
-    let order_id = next_order_id();
-    let p = provider_id;
-    let row = args![
-        order_id,
-        p,
-        app_key,
-        n.source.as_str(),
-        n.outer_order_id.as_str(),
-        n.idempotent_id.as_deref(),
-        user_id,
-        open_id.as_str(),
-        n.phone.as_str(),
-        n.amount,
-        n.pay_time.unwrap_or(now_ms),
-        n.right_code.as_deref(),
-        n.biz.as_deref(),
-        n.biz_scene.as_deref(),
-        n.title.as_deref(),
-        n.channel_id,
-        n.extend.as_str(),
-        now_ms,
-        n.idempotent_id.as_ref().map(|_| hashes.full.as_str()),
-        hashes.payment.as_str(),
-        p,
-        n.source.as_str()
-    ];
-    let inserted = match &n.right_code {
-        None => tx.execute(insert_fresh_sql!(""), row)?,
-        Some(code) => {
-            let mut with_right = row.to_vec();
-            with_right.extend([
-                SqlValue::Int(p),
-                SqlValue::Int(p),
-                SqlValue::from(code.as_str()),
-            ]);
-            tx.execute(
-                insert_fresh_sql!(
-                    " AND (NOT EXISTS (SELECT 1 FROM rights WHERE provider_id = ?) \
-                     OR EXISTS (SELECT 1 FROM rights WHERE provider_id = ? AND right_code = ? AND enabled = 1))"
-                ),
-                &with_right,
-            )?
-        }
-    };
-    if inserted == 0 {
-        return Ok(None);
-    }
-    crate::events::emit_serialized(
-        tx,
-        "right_order.created",
-        &format!("right_order:{order_id}"),
-        &created_event(order_id, provider_id, n, &open_id),
-        now_ms,
-    )?;
-    Ok(Some(
-        json!({"open_id": open_id, "order_id": order_id.to_string()}),
-    ))
-}
-
+/// Decides a notice in the writer's transaction, in the order of §2.3, and creates its order
+/// when it is new.
+///
+/// A notice that passes the reference verdicts (source, payer, right) is first inserted with
+/// `ON CONFLICT DO NOTHING`, before its keys are looked up: nearly every notice is a first one,
+/// and the unique constraints on both keys already tell whether it is. Only when that insert
+/// changes nothing are the keys looked up, for a replay or `10005`/`10006`; the single writer
+/// thus runs one query and one insert (plus the event's two) for a first notice.
 fn apply(
     tx: &mut dyn Tx,
     provider_id: Option<i64>,
@@ -434,6 +339,63 @@ fn apply(
     if refs.i64(0) == 0 {
         return Ok(Err(("10007", "来源不属于当前应用")));
     }
+    // Inserts the order (with `sql`, one of `insert_order_sql!`) and records its event; `None`
+    // when the insert changed nothing.
+    let insert_order = |tx: &mut dyn Tx,
+                        sql: &str,
+                        user_id: i64|
+     -> Result<Option<serde_json::Value>, StoreError> {
+        let open_id = open_id(open_id_key, app_key, user_id);
+        // Not MAX + 1, so that concurrent writers never contend for the next id.
+        let order_id = next_order_id();
+        let inserted = tx.execute(
+            sql,
+            args![
+                order_id,
+                provider_id,
+                app_key,
+                n.source.as_str(),
+                n.outer_order_id.as_str(),
+                n.idempotent_id.as_deref(),
+                user_id,
+                open_id.as_str(),
+                n.phone.as_str(),
+                n.amount,
+                n.pay_time.unwrap_or(now_ms),
+                n.right_code.as_deref(),
+                n.biz.as_deref(),
+                n.biz_scene.as_deref(),
+                n.title.as_deref(),
+                n.channel_id,
+                n.extend.as_str(),
+                now_ms,
+                n.idempotent_id.as_ref().map(|_| hashes.full.as_str()),
+                hashes.payment.as_str()
+            ],
+        )?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+        crate::events::emit_serialized(
+            tx,
+            "right_order.created",
+            &format!("right_order:{order_id}"),
+            &created_event(order_id, provider_id, n, &open_id),
+            now_ms,
+        )?;
+        Ok(Some(
+            json!({"open_id": open_id, "order_id": order_id.to_string()}),
+        ))
+    };
+    // An empty catalogue accepts any right code; otherwise it must name an enabled right.
+    let right_refused = n.right_code.is_some() && refs.i64(2) > 0 && refs.i64(3) == 0;
+    let user_id = refs.opt_i64(1);
+    if let (Some(user_id), false) = (user_id, right_refused) {
+        let created = insert_order(tx, insert_order_sql!(" ON CONFLICT DO NOTHING"), user_id)?;
+        if let Some(created) = created {
+            return Ok(Ok(created));
+        }
+    }
     // Both keys in one statement: one snapshot, so a concurrent winner is seen under both or
     // neither (the idempotent id's verdict takes precedence).
     let known = tx.query(
@@ -455,32 +417,17 @@ fn apply(
         }
         return Ok(Ok(replay(row, app_key, open_id_key)));
     }
-    let Some(user_id) = refs.opt_i64(1) else {
+    let Some(user_id) = user_id else {
         return Ok(Err(("10003", "手机号未绑定用户")));
     };
-    // An empty catalogue accepts any right code; otherwise it must name an enabled right.
-    let (catalog, enabled_right) = (refs.i64(2), refs.i64(3));
-    if n.right_code.is_some() && catalog > 0 && enabled_right == 0 {
+    if right_refused {
         return Ok(Err(("10004", "权益不存在或已停用")));
     }
-    let open_id = open_id(open_id_key, app_key, user_id);
-    // Not MAX + 1, so that concurrent writers never contend for the next id.
-    let order_id = next_order_id();
-    tx.execute(
-        "INSERT INTO right_orders (order_id, provider_id, app_key, source, outer_order_id, idempotent_id, user_id, open_id, phone, amount, pay_time, right_code, biz, biz_scene, title, channel_id, extend, status, created_at, request_hash, payment_hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PAID', ?, ?, ?)",
-        args![order_id, provider_id, app_key, n.source.as_str(), n.outer_order_id.as_str(), n.idempotent_id.clone(), user_id, open_id.as_str(), n.phone.as_str(), n.amount, n.pay_time.unwrap_or(now_ms), n.right_code.clone(), n.biz.clone(), n.biz_scene.clone(), n.title.clone(), n.channel_id, n.extend.as_str(), now_ms, n.idempotent_id.as_ref().map(|_| hashes.full.as_str()), hashes.payment.as_str()],
-    )?;
-    crate::events::emit_serialized(
-        tx,
-        "right_order.created",
-        &format!("right_order:{order_id}"),
-        &created_event(order_id, provider_id, n, &open_id),
-        now_ms,
-    )?;
-    Ok(Ok(
-        json!({"open_id": open_id, "order_id": order_id.to_string()}),
-    ))
+    // New after all: the first insert met a taken order id. This one fails outright on a
+    // conflict, and the job is rerun.
+    insert_order(tx, insert_order_sql!(""), user_id)?
+        .map(Ok)
+        .ok_or_else(|| StoreError::Backend("an order insert changed nothing".into()))
 }
 
 /// The first answer for a known notice, for the calling app: the same order, with the caller's
@@ -493,7 +440,6 @@ fn replay(row: &Row, app_key: &str, open_id_key: &str) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
 
     fn notice(outer: &str, right_code: Option<&str>) -> PayNotice {
         PayNotice {
@@ -550,81 +496,6 @@ mod tests {
         assert_eq!(
             payload_hash(&json!({"a": 1})),
             "015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5cebeae62276a97f862"
-        );
-    }
-
-    /// Runs `insert_fresh` for the sandbox's provider in a transaction of its own; returns
-    /// whether it inserted.
-    async fn insert(store: &Store, n: PayNotice) -> bool {
-        store
-            .write(move |tx| {
-                let hashes = Hashes::of(&n);
-                insert_fresh(tx, 1, "test", "key", &n, &hashes, 1_700_000_000_000)
-                    .map(|r| r.is_some())
-            })
-            .await
-            .expect("the insert runs")
-    }
-
-    async fn count(store: &Store, sql: &'static str) -> i64 {
-        store
-            .read(move |tx| Ok(tx.query_opt(sql, &[])?.map_or(0, |r| r.i64(0))))
-            .await
-            .expect("count")
-    }
-
-    /// The fast path inserts only what `apply` would accept as new; everything else is left to
-    /// `apply`, and leaves nothing behind.
-    #[tokio::test]
-    async fn the_fresh_insert_checks_every_verdict_and_inserts_nothing_when_one_fails() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store =
-            Store::open(&format!("sqlite://{}", dir.path().join("t.db").display())).expect("store");
-        store
-            .write(|tx| {
-                crate::sandbox::seed(tx, 1_700_000_000_000)
-                    .map_err(|e| StoreError::Aborted(e.to_string()))
-            })
-            .await
-            .expect("sandbox data");
-
-        let mut unbound = notice("a", None);
-        unbound.phone = "13900000000".into();
-        assert!(!insert(&store, unbound).await, "the phone names no user");
-        let mut other_source = notice("b", None);
-        other_source.source = "中国联通".into();
-        assert!(
-            !insert(&store, other_source).await,
-            "the source is not the provider's"
-        );
-        let unknown_right = notice("c", Some("noSuchRight"));
-        assert!(
-            !insert(&store, unknown_right).await,
-            "the right is not in the catalogue"
-        );
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM right_orders").await, 0);
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM events").await, 0);
-
-        assert!(insert(&store, notice("d", Some("flowPacket"))).await);
-        assert!(insert(&store, notice("e", None)).await, "no right named");
-        assert!(
-            !insert(&store, notice("d", Some("flowPacket"))).await,
-            "a known key inserts nothing"
-        );
-        let mut same_outer = notice("d", Some("flowPacket"));
-        same_outer.idempotent_id = Some("another".into());
-        assert!(
-            !insert(&store, same_outer).await,
-            "a known outer order id inserts nothing"
-        );
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM right_orders").await, 2);
-        assert_eq!(
-            count(
-                &store,
-                "SELECT COUNT(*) FROM events WHERE event_type = 'right_order.created'"
-            )
-            .await,
-            2
         );
     }
 }
