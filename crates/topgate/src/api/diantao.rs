@@ -293,8 +293,9 @@ fn created_event(order_id: i64, provider_id: i64, n: &PayNotice, open_id: &str) 
     .expect("an event payload serialises")
 }
 
-/// The order row of a new notice; `{}` is empty, or an `ON CONFLICT DO NOTHING` that lets a known
-/// key (or a taken order id) insert nothing instead of failing.
+/// The insert of a new notice's order row, followed by `$on_conflict`: nothing, or an
+/// `ON CONFLICT DO NOTHING` that lets a known key (or a taken order id) insert nothing instead
+/// of failing.
 macro_rules! insert_order_sql {
     ($on_conflict:literal) => {
         concat!(

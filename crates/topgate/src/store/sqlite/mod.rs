@@ -115,9 +115,7 @@ impl<'c> ThreadStatements<'c> {
             by_text: RefCell::new(HashMap::new()),
         }
     }
-}
 
-impl ThreadStatements<'_> {
     fn connection(&self) -> &Connection {
         self.conn
     }
