@@ -288,7 +288,11 @@ pub fn main() -> ExitCode {
         builder.init();
     }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
+    // A worker about to sleep gives up the read snapshot its lookups were sharing, which would
+    // otherwise keep checkpoints from copying the WAL back while it sleeps.
+    runtime
+        .enable_all()
+        .on_thread_park(crate::store::release_thread_snapshots);
     if matches!(cli.command, Command::Serve { .. })
         && std::env::var_os("TOKIO_WORKER_THREADS").is_none()
     {

@@ -14,6 +14,8 @@
 pub mod postgres;
 pub mod sqlite;
 
+pub use sqlite::release_thread_snapshots;
+
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
