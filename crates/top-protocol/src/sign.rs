@@ -74,30 +74,72 @@ pub fn string_to_sign(params: &ParamSet, body: Option<&str>) -> String {
     s
 }
 
+/// The longest digest of the three signers (HMAC-SHA256), in uppercase hexadecimal.
+const MAX_HEX: usize = 64;
+
+/// A signer being fed the canonical string piece by piece, so that verifying a request needs
+/// neither the canonical string nor the hex digest as heap strings.
+enum Signer<'s> {
+    Md5 { hash: Md5, secret: &'s [u8] },
+    Hmac(Hmac<Md5>),
+    HmacSha256(Hmac<Sha256>),
+}
+
+impl<'s> Signer<'s> {
+    fn new(method: SignMethod, secret: &'s str) -> Self {
+        let key = secret.as_bytes();
+        match method {
+            SignMethod::Md5 => {
+                let mut hash = Md5::new();
+                hash.update(key);
+                Self::Md5 { hash, secret: key }
+            }
+            SignMethod::Hmac => Self::Hmac(
+                <Hmac<Md5> as Mac>::new_from_slice(key).expect("HMAC takes a key of any length"),
+            ),
+            SignMethod::HmacSha256 => Self::HmacSha256(
+                <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes a key of any length"),
+            ),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Md5 { hash, .. } => hash.update(bytes),
+            Self::Hmac(mac) => mac.update(bytes),
+            Self::HmacSha256(mac) => mac.update(bytes),
+        }
+    }
+
+    /// The signature as uppercase hexadecimal in `out`; returns its length.
+    fn finish_hex(self, out: &mut [u8; MAX_HEX]) -> usize {
+        match self {
+            Self::Md5 { mut hash, secret } => {
+                hash.update(secret);
+                upper_hex(&hash.finalize(), out)
+            }
+            Self::Hmac(mac) => upper_hex(&mac.finalize().into_bytes(), out),
+            Self::HmacSha256(mac) => upper_hex(&mac.finalize().into_bytes(), out),
+        }
+    }
+}
+
+fn upper_hex(digest: &[u8], out: &mut [u8; MAX_HEX]) -> usize {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    for (i, byte) in digest.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(byte >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+    2 * digest.len()
+}
+
 /// Signs a canonical string: uppercase hexadecimal digest.
 pub fn sign_string(method: SignMethod, secret: &str, canonical: &str) -> String {
-    let digest: Vec<u8> = match method {
-        SignMethod::Md5 => {
-            let mut h = Md5::new();
-            h.update(secret.as_bytes());
-            h.update(canonical.as_bytes());
-            h.update(secret.as_bytes());
-            h.finalize().to_vec()
-        }
-        SignMethod::Hmac => {
-            let mut mac = <Hmac<Md5> as Mac>::new_from_slice(secret.as_bytes())
-                .expect("HMAC takes a key of any length");
-            mac.update(canonical.as_bytes());
-            mac.finalize().into_bytes().to_vec()
-        }
-        SignMethod::HmacSha256 => {
-            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
-                .expect("HMAC takes a key of any length");
-            mac.update(canonical.as_bytes());
-            mac.finalize().into_bytes().to_vec()
-        }
-    };
-    hex::encode_upper(digest)
+    let mut signer = Signer::new(method, secret);
+    signer.update(canonical.as_bytes());
+    let mut hex = [0u8; MAX_HEX];
+    let len = signer.finish_hex(&mut hex);
+    String::from_utf8_lossy(&hex[..len]).into_owned()
 }
 
 /// Signs a parameter set (the `sign` parameter itself, if present, is ignored).
@@ -107,11 +149,25 @@ pub fn sign_params(method: SignMethod, secret: &str, params: &ParamSet) -> Strin
 
 /// Compares a received signature with the expected one in constant time, ignoring hex case.
 pub fn signatures_match(expected_upper: &str, received: &str) -> bool {
-    let received = received.to_ascii_uppercase();
-    expected_upper.as_bytes().ct_eq(received.as_bytes()).into()
+    hex_match(expected_upper.as_bytes(), received)
 }
 
-/// Verifies the `sign` of a parameter set (plus an optional batch body).
+/// [`signatures_match`] over bytes: the received signature is uppercased into a stack buffer
+/// (a signature of another length than the expected one fails at once: lengths are public).
+fn hex_match(expected_upper: &[u8], received: &str) -> bool {
+    let received = received.as_bytes();
+    if received.len() != expected_upper.len() || received.len() > MAX_HEX {
+        return false;
+    }
+    let mut upper = [0u8; MAX_HEX];
+    for (out, byte) in upper.iter_mut().zip(received) {
+        *out = byte.to_ascii_uppercase();
+    }
+    expected_upper.ct_eq(&upper[..received.len()]).into()
+}
+
+/// Verifies the `sign` of a parameter set (plus an optional batch body). The canonical string
+/// of [`string_to_sign`] is fed to the signer pair by pair rather than built.
 pub fn verify(
     method: SignMethod,
     secret: &str,
@@ -119,8 +175,19 @@ pub fn verify(
     body: Option<&str>,
     received: &str,
 ) -> bool {
-    let expected = sign_string(method, secret, &string_to_sign(params, body));
-    signatures_match(&expected, received)
+    let mut pairs: Vec<(&str, &str)> = params.iter().filter(|(n, _)| *n != "sign").collect();
+    pairs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut signer = Signer::new(method, secret);
+    for (name, value) in pairs {
+        signer.update(name.as_bytes());
+        signer.update(value.as_bytes());
+    }
+    if let Some(body) = body {
+        signer.update(body.as_bytes());
+    }
+    let mut expected = [0u8; MAX_HEX];
+    let len = signer.finish_hex(&mut expected);
+    hex_match(&expected[..len], received)
 }
 
 #[cfg(test)]
@@ -128,10 +195,29 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The digest as the RustCrypto crates give it for the whole canonical string at once.
+    fn reference_digest(method: SignMethod, secret: &str, canonical: &str) -> Vec<u8> {
+        match method {
+            SignMethod::Md5 => Md5::digest(format!("{secret}{canonical}{secret}")).to_vec(),
+            SignMethod::Hmac => {
+                let mut mac = <Hmac<Md5> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+                mac.update(canonical.as_bytes());
+                mac.finalize().into_bytes().to_vec()
+            }
+            SignMethod::HmacSha256 => {
+                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+                mac.update(canonical.as_bytes());
+                mac.finalize().into_bytes().to_vec()
+            }
+        }
+    }
+
     #[test]
     fn case_insensitive_match() {
         assert!(signatures_match("ABCDEF", "abcdef"));
         assert!(!signatures_match("ABCDEF", "ABCDE"));
+        assert!(!signatures_match("ABCDEF", "ABCDEG"));
+        assert!(!signatures_match("ABCDEF", &"A".repeat(200)));
     }
 
     proptest! {
@@ -147,6 +233,7 @@ mod tests {
             if reverse { pairs.reverse(); }
             for (n, v) in &pairs { set.insert(n.clone(), v.clone()); }
             let sig = sign_params(method, &secret, &set);
+            prop_assert_eq!(&sig, &hex::encode_upper(reference_digest(method, &secret, &string_to_sign(&set, None))));
             prop_assert!(verify(method, &secret, &set, None, &sig));
             prop_assert!(verify(method, &secret, &set, None, &sig.to_lowercase()));
             set.set("sign", sig.clone());

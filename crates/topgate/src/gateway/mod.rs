@@ -18,8 +18,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Uri};
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -143,12 +144,9 @@ fn render(body: String, format: Format) -> Response {
     response
 }
 
-async fn serve_rest(
-    State(state): State<Arc<AppState>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+/// Takes the whole request rather than the `Uri` and `HeaderMap` extractors, which clone them.
+async fn serve_rest(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (Parts { uri, headers, .. }, body) = request.into_parts();
     let started = Instant::now();
     let request_id = new_request_id();
     let limit = state.settings.body_limit_bytes;
