@@ -332,8 +332,8 @@ impl Backend for SqliteBackend {
     /// is read before a snapshot starts, so a lookup that starts after a commit was answered
     /// always sees it) and it is younger than [`HELD_SNAPSHOT_MAX_AGE`], which bounds how late
     /// a change made by another process shows. A held snapshot is given up when the worker
-    /// parks ([`release_thread_snapshots`]), so that an idle worker never keeps checkpoints
-    /// from copying the WAL back.
+    /// parks or submits a write ([`release_thread_snapshots`]), so that a worker idle or busy
+    /// with writes never keeps checkpoints from copying the WAL back.
     fn lookup_inline(&self, job: ReadJob) -> Result<(), StoreError> {
         let commits = self.commits.load(Ordering::Acquire);
         self.with_inline_reader(|slot| {
@@ -401,7 +401,8 @@ impl SqliteBackend {
     }
 }
 
-/// Ends every read snapshot this thread's lookups hold; for a runtime worker about to park.
+/// Ends every read snapshot this thread's lookups hold: for a runtime worker about to park,
+/// and for a thread about to wait for a write.
 pub fn release_thread_snapshots() {
     // A worker parking while this thread-local is borrowed cannot happen (lookups do not
     // await), but a failed borrow is simply skipped.
@@ -822,14 +823,18 @@ mod tests {
         );
     }
 
+    /// A store in a fresh directory (removed when the returned guard drops), and its file.
+    fn temp_store(file: &str) -> (tempfile::TempDir, crate::store::Store, PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(file);
+        let store = crate::store::Store::open(&format!("sqlite://{}", path.display()))
+            .expect("store opens");
+        (dir, store, path)
+    }
+
     #[tokio::test]
     async fn a_lookup_runs_exactly_one_query_and_no_write() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = crate::store::Store::open(&format!(
-            "sqlite://{}",
-            dir.path().join("lookup.db").display()
-        ))
-        .expect("store opens");
+        let (_dir, store, _) = temp_store("lookup.db");
         let one = store
             .lookup_now(|tx| tx.query_opt("SELECT 41 + 1", &[]))
             .await
@@ -865,12 +870,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lookup_sees_every_commit_answered_before_it_started() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = crate::store::Store::open(&format!(
-            "sqlite://{}",
-            dir.path().join("held.db").display()
-        ))
-        .expect("store opens");
+        let (_dir, store, _) = temp_store("held.db");
         assert_eq!(partners_seen(&store).await, 0);
         for expected in 1..=3 {
             store
@@ -884,10 +884,7 @@ mod tests {
 
     #[tokio::test]
     async fn another_process_change_shows_once_the_held_snapshot_is_too_old() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("external.db");
-        let store = crate::store::Store::open(&format!("sqlite://{}", path.display()))
-            .expect("store opens");
+        let (_dir, store, path) = temp_store("external.db");
         assert_eq!(partners_seen(&store).await, 0);
         // A connection of its own stands for another process (the CLI): the writer's commit
         // count does not move.
@@ -902,11 +899,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_parked_thread_holds_no_snapshot_that_blocks_checkpoints() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("park.db");
-        let store = crate::store::Store::open(&format!("sqlite://{}", path.display()))
-            .expect("store opens");
+    async fn a_thread_parking_or_writing_holds_no_snapshot_that_blocks_checkpoints() {
+        let (_dir, store, path) = temp_store("park.db");
         let other = connect(&path, 1024).expect("second connection");
         // Whether a full checkpoint can copy every frame of the WAL back: a reader's snapshot
         // older than the last commit stops it.
@@ -924,5 +918,21 @@ mod tests {
         assert!(!checkpoint_completes(), "the lookup holds its snapshot");
         release_thread_snapshots();
         assert!(checkpoint_completes(), "released when the worker parks");
+        partners_seen(&store).await;
+        other
+            .execute_batch("INSERT INTO partners (name) VALUES ('after the second snapshot')")
+            .expect("insert");
+        assert!(
+            !checkpoint_completes(),
+            "the next lookup holds a snapshot again"
+        );
+        store
+            .write(|tx| tx.execute("INSERT INTO partners (name) VALUES ('written')", &[]))
+            .await
+            .expect("write");
+        assert!(
+            checkpoint_completes(),
+            "released when the thread submits a write"
+        );
     }
 }
