@@ -274,17 +274,17 @@ impl SqliteBackend {
             ))
             .map_err(map_err)?;
         let checkpoint_conn = connect(&path, 1024)?;
-        let (commits_tx, commits_rx) = mpsc::sync_channel::<()>(1);
+        let (checkpoint_tx, checkpoint_rx) = mpsc::sync_channel::<()>(1);
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || run_checkpointer(checkpoint_conn, commits_rx))
+            .spawn(move || run_checkpointer(checkpoint_conn, checkpoint_rx))
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         let (write_tx, write_rx) = mpsc::channel::<WriteJob>();
         let commits = Arc::new(AtomicU64::new(0));
         let writer_commits = Arc::clone(&commits);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run_writer(writer_conn, write_rx, &writer_commits, commits_tx))
+            .spawn(move || run_writer(writer_conn, write_rx, &writer_commits, checkpoint_tx))
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         let (read_tx, read_rx) = mpsc::channel::<ReadJob>();
         let read_rx = Arc::new(Mutex::new(read_rx));
