@@ -57,10 +57,16 @@ impl std::fmt::Display for SignMethod {
     }
 }
 
-/// The string to sign: sorted `name value` pairs without `sign`, then the batch body if any.
-pub fn string_to_sign(params: &ParamSet, body: Option<&str>) -> String {
+/// The signed pairs: every text parameter but `sign`, sorted by name in byte order.
+fn signed_pairs(params: &ParamSet) -> Vec<(&str, &str)> {
     let mut pairs: Vec<(&str, &str)> = params.iter().filter(|(n, _)| *n != "sign").collect();
     pairs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    pairs
+}
+
+/// The string to sign: sorted `name value` pairs without `sign`, then the batch body if any.
+pub fn string_to_sign(params: &ParamSet, body: Option<&str>) -> String {
+    let pairs = signed_pairs(params);
     let len =
         pairs.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>() + body.map_or(0, str::len);
     let mut s = String::with_capacity(len);
@@ -175,10 +181,8 @@ pub fn verify(
     body: Option<&str>,
     received: &str,
 ) -> bool {
-    let mut pairs: Vec<(&str, &str)> = params.iter().filter(|(n, _)| *n != "sign").collect();
-    pairs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let mut signer = Signer::new(method, secret);
-    for (name, value) in pairs {
+    for (name, value) in signed_pairs(params) {
         signer.update(name.as_bytes());
         signer.update(value.as_bytes());
     }

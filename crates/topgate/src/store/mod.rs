@@ -283,9 +283,6 @@ impl Store {
         R: Send + 'static,
         F: FnMut(&mut dyn Tx) -> Result<Result<T, R>, StoreError> + Send + 'static,
     {
-        // A thread busy with writes may not park for a long time; the snapshot its earlier
-        // lookups held would keep checkpoints from copying the WAL back meanwhile.
-        release_thread_snapshots();
         let (sender, receiver) = oneshot::channel();
         self.backend.submit_write(Box::new(Work {
             f,

@@ -308,6 +308,9 @@ impl SqliteBackend {
 
 impl Backend for SqliteBackend {
     fn submit_write(&self, job: WriteJob) -> Result<(), StoreError> {
+        // A thread busy with writes may not park for a long time; the snapshot its earlier
+        // lookups held would keep checkpoints from copying the WAL back meanwhile.
+        release_thread_snapshots();
         self.writer.send(job).map_err(|_| closed())
     }
 
