@@ -10,7 +10,7 @@
 //! the status (invariant 2).
 
 use crate::args;
-use crate::store::{StoreError, Tx};
+use crate::store::{SqlArg, StoreError, Tx};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TradeEvent {
@@ -113,8 +113,8 @@ pub fn apply(
     let sql = format!(
         "UPDATE trades SET status = ?, {time_column} = ? WHERE tid = ? AND status IN ({placeholders})"
     );
-    let mut values = vec![to.into(), now_ms.into(), tid.into()];
-    values.extend(from.iter().map(|s| (*s).into()));
+    let mut values = vec![SqlArg::Text(to), SqlArg::Int(now_ms), SqlArg::Int(tid)];
+    values.extend(from.iter().map(|s| SqlArg::Text(s)));
     let changed = tx.execute(&sql, &values)? == 1;
     if changed {
         crate::events::emit(

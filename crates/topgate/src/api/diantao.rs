@@ -17,7 +17,6 @@
 
 use hmac::{Hmac, Mac};
 use rand::Rng;
-use serde_json::json;
 use sha2::Sha256;
 use top_protocol::registry::{MethodSpec, ParamKind, ParamSpec};
 use top_protocol::{Object, TopError};
@@ -184,12 +183,18 @@ pub fn open_id(key: &str, app_key: &str, user_id: i64) -> String {
 
 type Refusal = (&'static str, &'static str);
 
-fn success(data: &serde_json::Value) -> Object {
+/// The order a notice created, or the one it replays, with the caller's `open_id`.
+struct Accepted {
+    open_id: String,
+    order_id: i64,
+}
+
+fn success(accepted: &Accepted) -> Object {
     Object::new().field("succ", true).field(
         "data",
         Object::new()
-            .field("open_id", data["open_id"].as_str().unwrap_or_default())
-            .field("order_id", data["order_id"].as_str().unwrap_or_default()),
+            .field("open_id", accepted.open_id.as_str())
+            .field("order_id", accepted.order_id.to_string()),
     )
 }
 
@@ -227,7 +232,7 @@ pub fn handle(call: Call) -> HandlerFuture {
             .await
             .map_err(internal)?;
         Ok(match outcome {
-            Ok(data) => success(&data),
+            Ok(accepted) => success(&accepted),
             Err(refusal) => failure(refusal),
         })
     })
@@ -322,7 +327,7 @@ fn apply(
     n: &PayNotice,
     hashes: &Hashes,
     now_ms: i64,
-) -> Result<Result<serde_json::Value, Refusal>, StoreError> {
+) -> Result<Result<Accepted, Refusal>, StoreError> {
     let Some(provider_id) = provider_id else {
         return Ok(Err(("10007", "来源不属于当前应用")));
     };
@@ -342,52 +347,48 @@ fn apply(
     }
     // Inserts the order (with `sql`, one of `insert_order_sql!`) and records its event; `None`
     // when the insert changed nothing.
-    let insert_order = |tx: &mut dyn Tx,
-                        sql: &str,
-                        user_id: i64|
-     -> Result<Option<serde_json::Value>, StoreError> {
-        let open_id = open_id(open_id_key, app_key, user_id);
-        // Not MAX + 1, so that concurrent writers never contend for the next id.
-        let order_id = next_order_id();
-        let inserted = tx.execute(
-            sql,
-            args![
-                order_id,
-                provider_id,
-                app_key,
-                n.source.as_str(),
-                n.outer_order_id.as_str(),
-                n.idempotent_id.as_deref(),
-                user_id,
-                open_id.as_str(),
-                n.phone.as_str(),
-                n.amount,
-                n.pay_time.unwrap_or(now_ms),
-                n.right_code.as_deref(),
-                n.biz.as_deref(),
-                n.biz_scene.as_deref(),
-                n.title.as_deref(),
-                n.channel_id,
-                n.extend.as_str(),
+    let insert_order =
+        |tx: &mut dyn Tx, sql: &str, user_id: i64| -> Result<Option<Accepted>, StoreError> {
+            let open_id = open_id(open_id_key, app_key, user_id);
+            // Not MAX + 1, so that concurrent writers never contend for the next id.
+            let order_id = next_order_id();
+            let inserted = tx.execute(
+                sql,
+                args![
+                    order_id,
+                    provider_id,
+                    app_key,
+                    n.source.as_str(),
+                    n.outer_order_id.as_str(),
+                    n.idempotent_id.as_deref(),
+                    user_id,
+                    open_id.as_str(),
+                    n.phone.as_str(),
+                    n.amount,
+                    n.pay_time.unwrap_or(now_ms),
+                    n.right_code.as_deref(),
+                    n.biz.as_deref(),
+                    n.biz_scene.as_deref(),
+                    n.title.as_deref(),
+                    n.channel_id,
+                    n.extend.as_str(),
+                    now_ms,
+                    n.idempotent_id.as_ref().map(|_| hashes.full.as_str()),
+                    hashes.payment.as_str()
+                ],
+            )?;
+            if inserted == 0 {
+                return Ok(None);
+            }
+            crate::events::emit_serialized(
+                tx,
+                "right_order.created",
+                &format!("right_order:{order_id}"),
+                &created_event(order_id, provider_id, n, &open_id),
                 now_ms,
-                n.idempotent_id.as_ref().map(|_| hashes.full.as_str()),
-                hashes.payment.as_str()
-            ],
-        )?;
-        if inserted == 0 {
-            return Ok(None);
-        }
-        crate::events::emit_serialized(
-            tx,
-            "right_order.created",
-            &format!("right_order:{order_id}"),
-            &created_event(order_id, provider_id, n, &open_id),
-            now_ms,
-        )?;
-        Ok(Some(
-            json!({"open_id": open_id, "order_id": order_id.to_string()}),
-        ))
-    };
+            )?;
+            Ok(Some(Accepted { open_id, order_id }))
+        };
     // An empty catalogue accepts any right code; otherwise it must name an enabled right.
     let right_refused = n.right_code.is_some() && refs.i64(2) > 0 && refs.i64(3) == 0;
     let user_id = refs.opt_i64(1);
@@ -434,12 +435,17 @@ fn apply(
 /// The first answer for a known notice, for the calling app: the same order, with the caller's
 /// own `open_id` (another app of the same provider must never see the first app's id for the
 /// user). `row` is the order as selected in [`apply`].
-fn replay(row: &Row, app_key: &str, open_id_key: &str) -> serde_json::Value {
-    json!({"open_id": open_id(open_id_key, app_key, row.i64(1)), "order_id": row.i64(0).to_string()})
+fn replay(row: &Row, app_key: &str, open_id_key: &str) -> Accepted {
+    Accepted {
+        open_id: open_id(open_id_key, app_key, row.i64(1)),
+        order_id: row.i64(0),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn notice(outer: &str, right_code: Option<&str>) -> PayNotice {

@@ -18,7 +18,7 @@ use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::{Column, Either, Executor, PgPool, Postgres, Row as _, Statement, TypeInfo};
 use tokio::runtime::{Handle, Runtime};
 
-use super::{Backend, ReadJob, Row, SqlValue, StoreError, Tx, WriteJob};
+use super::{Backend, ReadJob, Row, SqlArg, SqlValue, StoreError, Tx, WriteJob};
 
 const WRITERS: usize = 8;
 const READERS: usize = 4;
@@ -120,7 +120,7 @@ impl PgTx<'_> {
     async fn run(
         conn: &mut sqlx::PgConnection,
         sql: &str,
-        args: &[SqlValue],
+        args: &[SqlArg<'_>],
         fetch: bool,
     ) -> Result<(u64, Vec<Row>), sqlx::Error> {
         let sql = numbered(sql);
@@ -132,15 +132,15 @@ impl PgTx<'_> {
         let mut query = statement.query();
         for (i, value) in args.iter().enumerate() {
             let ty = types.get(i).map(String::as_str).unwrap_or("INT8");
-            query = match (value, ty) {
-                (SqlValue::Int(v), "INT4") => query.bind(i32::try_from(*v).unwrap_or(i32::MAX)),
-                (SqlValue::Int(v), "BOOL") => query.bind(*v != 0),
-                (SqlValue::Int(v), "TEXT" | "VARCHAR") => query.bind(v.to_string()),
-                (SqlValue::Int(v), _) => query.bind(*v),
-                (SqlValue::Text(t), _) => query.bind(t.as_str()),
-                (SqlValue::Null, "TEXT" | "VARCHAR") => query.bind(None::<String>),
-                (SqlValue::Null, "INT4") => query.bind(None::<i32>),
-                (SqlValue::Null, _) => query.bind(None::<i64>),
+            query = match (*value, ty) {
+                (SqlArg::Int(v), "INT4") => query.bind(i32::try_from(v).unwrap_or(i32::MAX)),
+                (SqlArg::Int(v), "BOOL") => query.bind(v != 0),
+                (SqlArg::Int(v), "TEXT" | "VARCHAR") => query.bind(v.to_string()),
+                (SqlArg::Int(v), _) => query.bind(v),
+                (SqlArg::Text(t), _) => query.bind(t),
+                (SqlArg::Null, "TEXT" | "VARCHAR") => query.bind(None::<String>),
+                (SqlArg::Null, "INT4") => query.bind(None::<i32>),
+                (SqlArg::Null, _) => query.bind(None::<i64>),
             };
         }
         if fetch {
@@ -191,12 +191,12 @@ impl Tx for PgTx<'_> {
     fn lock_row(&mut self, table: &str, column: &str, id: i64) -> Result<(), StoreError> {
         self.query(
             &format!("SELECT 1 FROM {table} WHERE {column} = ? FOR UPDATE"),
-            &[SqlValue::Int(id)],
+            &[SqlArg::Int(id)],
         )
         .map(|_| ())
     }
 
-    fn execute(&mut self, sql: &str, args: &[SqlValue]) -> Result<u64, StoreError> {
+    fn execute(&mut self, sql: &str, args: &[SqlArg<'_>]) -> Result<u64, StoreError> {
         let conn = &mut **self.conn;
         self.handle
             .block_on(Self::run(conn, sql, args, false))
@@ -204,7 +204,7 @@ impl Tx for PgTx<'_> {
             .map_err(map_err)
     }
 
-    fn query(&mut self, sql: &str, args: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
+    fn query(&mut self, sql: &str, args: &[SqlArg<'_>]) -> Result<Vec<Row>, StoreError> {
         let conn = &mut **self.conn;
         self.handle
             .block_on(Self::run(conn, sql, args, true))

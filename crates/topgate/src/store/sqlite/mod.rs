@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use rusqlite::types::{ToSqlOutput, Value as Sqlite, ValueRef};
 use rusqlite::{Connection, PrepFlags, Statement, ToSql};
 
-use super::{Backend, ReadJob, Row, SqlValue, StoreError, Tx, WriteJob};
+use super::{Backend, ReadJob, Row, SqlArg, SqlValue, StoreError, Tx, WriteJob};
 
 /// The most jobs one commit carries; bounds the latency a batch adds to its first job.
 pub const MAX_BATCH: usize = 256;
@@ -79,12 +79,12 @@ pub struct SqliteBackend {
     readers: Sender<ReadJob>,
 }
 
-impl ToSql for SqlValue {
+impl ToSql for SqlArg<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(match self {
-            SqlValue::Null => ToSqlOutput::Owned(Sqlite::Null),
-            SqlValue::Int(v) => ToSqlOutput::Owned(Sqlite::Integer(*v)),
-            SqlValue::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+        Ok(match *self {
+            SqlArg::Null => ToSqlOutput::Owned(Sqlite::Null),
+            SqlArg::Int(v) => ToSqlOutput::Owned(Sqlite::Integer(v)),
+            SqlArg::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
         })
     }
 }
@@ -157,7 +157,7 @@ impl<'c> ThreadStatements<'c> {
 struct SqliteTx<'s, 'c>(&'s ThreadStatements<'c>);
 
 impl Tx for SqliteTx<'_, '_> {
-    fn execute(&mut self, sql: &str, args: &[SqlValue]) -> Result<u64, StoreError> {
+    fn execute(&mut self, sql: &str, args: &[SqlArg<'_>]) -> Result<u64, StoreError> {
         let n = self
             .0
             .with(sql, |stmt| {
@@ -167,12 +167,12 @@ impl Tx for SqliteTx<'_, '_> {
         Ok(n as u64)
     }
 
-    fn insert_returning_id(&mut self, sql: &str, args: &[SqlValue]) -> Result<i64, StoreError> {
+    fn insert_returning_id(&mut self, sql: &str, args: &[SqlArg<'_>]) -> Result<i64, StoreError> {
         self.execute(sql, args)?;
         Ok(self.0.connection().last_insert_rowid())
     }
 
-    fn query(&mut self, sql: &str, args: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
+    fn query(&mut self, sql: &str, args: &[SqlArg<'_>]) -> Result<Vec<Row>, StoreError> {
         self.0
             .with(sql, |stmt| {
                 let columns = stmt.column_count();
@@ -219,7 +219,10 @@ fn configure_library() {
 
 fn connect(path: &Path, cache_kib: i64) -> Result<Connection, StoreError> {
     configure_library();
-    let conn = Connection::open(path).map_err(map_err)?;
+    configure(Connection::open(path).map_err(map_err)?, cache_kib)
+}
+
+fn configure(conn: Connection, cache_kib: i64) -> Result<Connection, StoreError> {
     // temp_store=MEMORY keeps statement and savepoint journals in memory: on disk they cost a
     // write per page a statement or job first touches, which dominated the writer.
     conn.execute_batch(&format!(
@@ -612,15 +615,15 @@ struct OneQuery<'s, 'c> {
 }
 
 impl Tx for OneQuery<'_, '_> {
-    fn execute(&mut self, _: &str, _: &[SqlValue]) -> Result<u64, StoreError> {
+    fn execute(&mut self, _: &str, _: &[SqlArg<'_>]) -> Result<u64, StoreError> {
         Err(StoreError::Backend("a lookup does not write".into()))
     }
 
-    fn insert_returning_id(&mut self, sql: &str, args: &[SqlValue]) -> Result<i64, StoreError> {
+    fn insert_returning_id(&mut self, sql: &str, args: &[SqlArg<'_>]) -> Result<i64, StoreError> {
         self.execute(sql, args).map(|_| 0)
     }
 
-    fn query(&mut self, sql: &str, args: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
+    fn query(&mut self, sql: &str, args: &[SqlArg<'_>]) -> Result<Vec<Row>, StoreError> {
         if std::mem::replace(&mut self.used, true) {
             return Err(StoreError::Backend("a lookup runs one query".into()));
         }
@@ -632,10 +635,10 @@ impl Tx for OneQuery<'_, '_> {
 struct FailedTx(StoreError);
 
 impl Tx for FailedTx {
-    fn execute(&mut self, _: &str, _: &[SqlValue]) -> Result<u64, StoreError> {
+    fn execute(&mut self, _: &str, _: &[SqlArg<'_>]) -> Result<u64, StoreError> {
         Err(self.0.clone())
     }
-    fn query(&mut self, _: &str, _: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
+    fn query(&mut self, _: &str, _: &[SqlArg<'_>]) -> Result<Vec<Row>, StoreError> {
         Err(self.0.clone())
     }
 }
@@ -698,7 +701,7 @@ mod tests {
             if self.ending == Ending::RefuseBeforeWriting {
                 return false;
             }
-            tx.execute("INSERT INTO t (v) VALUES (?)", &[SqlValue::Int(self.value)])
+            tx.execute("INSERT INTO t (v) VALUES (?)", &[SqlArg::Int(self.value)])
                 .expect("insert");
             match self.ending {
                 Ending::PanicAfterWriting => panic!("job {} panics", self.value),
