@@ -302,7 +302,10 @@ impl SqliteBackend {
         let writer_commits = Arc::clone(&commits);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run_writer(writer_conn, write_rx, &writer_commits, checkpoint_tx))
+            .spawn(move || {
+                raise_writer_priority();
+                run_writer(writer_conn, write_rx, &writer_commits, checkpoint_tx)
+            })
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         let (read_tx, read_rx) = mpsc::channel::<ReadJob>();
         let read_rx = Arc::new(Mutex::new(read_rx));
@@ -486,6 +489,34 @@ fn closed() -> StoreError {
 /// writer's profile.
 fn exec_cached(statements: &ThreadStatements<'_>, sql: &str) -> rusqlite::Result<()> {
     statements.with(sql, |stmt| stmt.execute([])).map(|_| ())
+}
+
+/// The writer thread's nice value, when the process may set it (`CAP_SYS_NICE`, or root).
+///
+/// Every write waits for this one thread, and on a busy machine it waited for a core behind
+/// the runtime workers that feed it: 31 % of its time runnable but not running in a pay
+/// phase (`/proc/<tid>/schedstat`), each commit and so each batch later. A nice value is a
+/// larger share of the CPU, not a strict priority: at real-time priority the writer started
+/// every batch at once and batches got so small that throughput fell (BENCHMARKS.md).
+const WRITER_NICE: i32 = -10;
+
+/// Gives the calling thread (the writer) [`WRITER_NICE`]; without the privilege it stays as
+/// it is.
+fn raise_writer_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread; no memory is passed.
+        let outcome = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, WRITER_NICE)
+        };
+        if outcome != 0 {
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "the SQLite writer keeps its scheduling priority"
+            );
+        }
+    }
 }
 
 fn run_writer(
