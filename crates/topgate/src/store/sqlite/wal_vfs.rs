@@ -53,63 +53,43 @@ struct WalFile {
 /// Where the wrapped file starts in the allocation SQLite makes for a file.
 const INNER_OFFSET: usize = std::mem::size_of::<WalFile>().next_multiple_of(16);
 
-struct Registered {
-    /// The default VFS this one wraps.
-    inner: *mut ffi::sqlite3_vfs,
-}
-
-// SAFETY: the pointer is to SQLite's default VFS, a static object that SQLite itself uses
-// from every thread.
-unsafe impl Send for Registered {}
-unsafe impl Sync for Registered {}
-
-static REGISTERED: OnceLock<Result<Registered, c_int>> = OnceLock::new();
+/// The outcome of registering the VFS: SQLite's result code on failure.
+static REGISTERED: OnceLock<Result<(), c_int>> = OnceLock::new();
 
 /// Registers the VFS (once per process); the error is SQLite's result code.
 pub fn register() -> Result<(), c_int> {
-    REGISTERED
-        .get_or_init(|| {
-            // SAFETY: sqlite3_vfs_find and sqlite3_vfs_register are thread-safe; the VFS
-            // object is leaked, as SQLite keeps a pointer to it for the life of the process.
-            unsafe {
-                let inner = ffi::sqlite3_vfs_find(ptr::null());
-                if inner.is_null() {
-                    return Err(ffi::SQLITE_ERROR);
-                }
-                let mut vfs: ffi::sqlite3_vfs = ptr::read(inner);
-                vfs.szOsFile = c_int::try_from(INNER_OFFSET).map_err(|_| ffi::SQLITE_ERROR)?
-                    + (*inner).szOsFile;
-                vfs.zName = NAME_C.as_ptr();
-                vfs.pNext = ptr::null_mut();
-                vfs.pAppData = inner.cast();
-                vfs.xOpen = Some(open);
-                let rc = ffi::sqlite3_vfs_register(Box::into_raw(Box::new(vfs)), 0);
-                if rc != ffi::SQLITE_OK {
-                    return Err(rc);
-                }
-                Ok(Registered { inner })
+    *REGISTERED.get_or_init(|| {
+        // SAFETY: sqlite3_vfs_find and sqlite3_vfs_register are thread-safe; the VFS
+        // object is leaked, as SQLite keeps a pointer to it for the life of the process.
+        unsafe {
+            let inner = ffi::sqlite3_vfs_find(ptr::null());
+            if inner.is_null() {
+                return Err(ffi::SQLITE_ERROR);
             }
-        })
-        .as_ref()
-        .map(|_| ())
-        .map_err(|rc| *rc)
-}
-
-fn inner_vfs() -> *mut ffi::sqlite3_vfs {
-    match REGISTERED.get() {
-        Some(Ok(registered)) => registered.inner,
-        _ => ptr::null_mut(),
-    }
+            let mut vfs: ffi::sqlite3_vfs = ptr::read(inner);
+            vfs.szOsFile =
+                c_int::try_from(INNER_OFFSET).map_err(|_| ffi::SQLITE_ERROR)? + (*inner).szOsFile;
+            vfs.zName = NAME_C.as_ptr();
+            vfs.pNext = ptr::null_mut();
+            vfs.pAppData = inner.cast();
+            vfs.xOpen = Some(open);
+            match ffi::sqlite3_vfs_register(Box::into_raw(Box::new(vfs)), 0) {
+                ffi::SQLITE_OK => Ok(()),
+                rc => Err(rc),
+            }
+        }
+    })
 }
 
 unsafe extern "C" fn open(
-    _vfs: *mut ffi::sqlite3_vfs,
+    vfs: *mut ffi::sqlite3_vfs,
     name: ffi::sqlite3_filename,
     file: *mut ffi::sqlite3_file,
     flags: c_int,
     out_flags: *mut c_int,
 ) -> c_int {
-    let inner_vfs = inner_vfs();
+    // The default VFS, which `register` keeps as this one's application data.
+    let inner_vfs = (*vfs).pAppData.cast::<ffi::sqlite3_vfs>();
     let Some(inner_open) = inner_vfs.as_ref().and_then(|v| v.xOpen) else {
         return ffi::SQLITE_ERROR;
     };
@@ -175,7 +155,7 @@ unsafe fn write_out(file: &mut WalFile) -> c_int {
     rc
 }
 
-/// Runs `call` on the wrapped file after writing the pending run out.
+/// Calls `$method` of the wrapped file after writing the pending run out.
 macro_rules! after_write_out {
     ($file:expr, $method:ident, $($arg:expr),*) => {{
         let file = wal($file);
@@ -190,7 +170,7 @@ macro_rules! after_write_out {
     }};
 }
 
-/// Runs `call` on the wrapped file as it is.
+/// Calls `$method` of the wrapped file (`$default` when it has none).
 macro_rules! forward {
     ($file:expr, $method:ident, $default:expr, $($arg:expr),*) => {{
         let file = wal($file);
