@@ -331,8 +331,8 @@ async fn vector_v7_strings_and_an_http_call_with_its_parameters() {
     assert_eq!(seen, 3);
 }
 
-/// `/router/batch` is not served yet (protocol.md: it comes later); V8 is checked at the
-/// protocol level, with the body appended after the parameters.
+/// V8 at the protocol level, with the body appended after the parameters; tests/batch.rs
+/// sends it to `/router/batch`.
 #[test]
 fn vector_v8_batch_body_is_appended_after_the_parameters() {
     let v = vector("V8-batch");

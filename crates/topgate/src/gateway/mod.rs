@@ -1,5 +1,6 @@
 //! The HTTP gateway: `/router/rest` and `/top/router/rest` (GET and POST), the checks of
-//! protocol.md §7.6 in their order, dispatch to the registered API handlers, and the envelope.
+//! protocol.md §7.6 in their order, dispatch to the registered API handlers, and the envelope;
+//! `/router/batch` and `/top/router/batch` ([`batch`]) run several calls through the same checks.
 //!
 //! Every TOP answer is HTTP 200. A request's parameters are parsed once; the response format is
 //! the one asked for when it is valid (XML otherwise, as on TOP). gzip is applied by the
@@ -8,6 +9,7 @@
 //! Those fields are written into the lines themselves rather than kept in a tracing span: the
 //! span formatted them for every call, logged or not, which cost about 5 % of a lianbei call.
 
+pub mod batch;
 pub mod cache;
 pub mod limits;
 pub mod metrics;
@@ -22,7 +24,7 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use time::{Duration, OffsetDateTime};
 use top_protocol::envelope::{write_error, write_success};
@@ -110,6 +112,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/router/rest", get(serve_rest).post(serve_rest))
         .route("/top/router/rest", get(serve_rest).post(serve_rest))
+        .route("/router/batch", post(batch::serve_batch))
+        .route("/top/router/batch", post(batch::serve_batch))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::render))
         .with_state(Arc::clone(&state));
@@ -181,22 +185,48 @@ async fn serve_rest(State(state): State<Arc<AppState>>, request: Request) -> Res
     };
     let format = Format::from_param(params.get("format")).unwrap_or(Format::Xml);
     let simplify = format == Format::Json && params.get("simplify") == Some("true");
-    let call_log = Arc::new(CallLog {
-        request_id,
-        app_key: params.get("app_key").unwrap_or("").to_string(),
-        method: params.get("method").unwrap_or("").to_string(),
-    });
-    let method_label = params
-        .get("method")
-        .and_then(|m| state.registry.get(m))
-        .map_or("unknown", |(spec, _)| spec.name);
+    let call_log = Arc::new(CallLog::of(request_id, &params));
+    let label = method_label(&state, &params);
     let outcome = CALL_LOG
         .scope(Arc::clone(&call_log), process(state, params))
         .await;
+    render(
+        answer(&call_log, label, outcome, started, format, simplify),
+        format,
+    )
+}
+
+impl CallLog {
+    fn of(request_id: String, params: &ParamSet) -> Self {
+        Self {
+            request_id,
+            app_key: params.get("app_key").unwrap_or("").to_string(),
+            method: params.get("method").unwrap_or("").to_string(),
+        }
+    }
+}
+
+/// The metrics label of a call's method: its registered name, or `unknown`.
+fn method_label(state: &AppState, params: &ParamSet) -> &'static str {
+    params
+        .get("method")
+        .and_then(|m| state.registry.get(m))
+        .map_or("unknown", |(spec, _)| spec.name)
+}
+
+/// Records a finished call (its metrics and log line) and writes its answer.
+fn answer(
+    call_log: &CallLog,
+    label: &'static str,
+    outcome: Result<(&'static str, Object), TopError>,
+    started: Instant,
+    format: Format,
+    simplify: bool,
+) -> String {
     let elapsed = started.elapsed();
     let elapsed_us = elapsed.as_micros() as u64;
     metrics::record(
-        method_label,
+        label,
         outcome.as_ref().map_or_else(|e| e.code, |_| 0),
         elapsed,
     );
@@ -204,7 +234,7 @@ async fn serve_rest(State(state): State<Arc<AppState>>, request: Request) -> Res
         request_id,
         app_key,
         method,
-    } = &*call_log;
+    } = call_log;
     match outcome {
         Ok((method, body)) => {
             // Debug, not info: formatting and writing one line per success to stderr cost more
@@ -217,10 +247,7 @@ async fn serve_rest(State(state): State<Arc<AppState>>, request: Request) -> Res
                 elapsed_us,
                 "served"
             );
-            render(
-                write_success(method, &body, request_id, format, simplify),
-                format,
-            )
+            write_success(method, &body, request_id, format, simplify)
         }
         Err(error) => {
             tracing::info!(
@@ -232,7 +259,7 @@ async fn serve_rest(State(state): State<Arc<AppState>>, request: Request) -> Res
                 elapsed_us,
                 "refused"
             );
-            render(write_error(&error, request_id, format), format)
+            write_error(&error, request_id, format)
         }
     }
 }
@@ -294,9 +321,18 @@ async fn process(
         .registry
         .get(method)
         .ok_or_else(|| TopError::invalid_method(method))?;
-    let spec: MethodSpec = *spec;
-    let handler = *handler;
-    let app = match state.apps.get(app_key) {
+    let (spec, handler) = (*spec, *handler);
+    let app = load_app(&state, app_key).await?;
+    let limit = app
+        .grant(spec.name)
+        .ok_or_else(|| TopError::insufficient_isv_permissions(spec.name))?;
+    let now = authenticate(&state, &app, &params, None)?;
+    run_call(state, app, (spec, handler), limit, params, now).await
+}
+
+/// The enabled app of `app_key` (code 29 otherwise), from the cache or the store.
+async fn load_app(state: &Arc<AppState>, app_key: &str) -> Result<Arc<AppRecord>, TopError> {
+    match state.apps.get(app_key) {
         Some(cached) => cached,
         None => {
             let key = app_key.to_string();
@@ -311,10 +347,17 @@ async fn process(
         }
     }
     .filter(|app| app.enabled)
-    .ok_or_else(TopError::invalid_app_key)?;
-    let limit = app
-        .grant(spec.name)
-        .ok_or_else(|| TopError::insufficient_isv_permissions(spec.name))?;
+    .ok_or_else(TopError::invalid_app_key)
+}
+
+/// The request-level checks after the app's: `v`, `format`, `timestamp`, then the signature
+/// over `params` (and a batch's raw `body`). Answers the time the request is taken at.
+fn authenticate(
+    state: &AppState,
+    app: &AppRecord,
+    params: &ParamSet,
+    body: Option<&str>,
+) -> Result<OffsetDateTime, TopError> {
     match params.get_non_empty("v") {
         None => return Err(TopError::missing_version()),
         Some("2.0") => {}
@@ -351,9 +394,22 @@ async fn process(
             SignMethod::from_wire(name).ok_or_else(|| TopError::unknown_sign_method(name))?
         }
     };
-    if !sign::verify(sign_method, &app.secret, &params, None, received_sign) {
+    if !sign::verify(sign_method, &app.secret, params, body, received_sign) {
         return Err(TopError::invalid_signature());
     }
+    Ok(now)
+}
+
+/// The checks of an authenticated call to a method its app may call (rate limit, session,
+/// business parameters), then its handler.
+async fn run_call(
+    state: Arc<AppState>,
+    app: Arc<AppRecord>,
+    (spec, handler): (MethodSpec, Handler),
+    limit: Option<u32>,
+    params: ParamSet,
+    now: OffsetDateTime,
+) -> Result<(&'static str, Object), TopError> {
     if let Some(per_second) = limit.filter(|_| !app.sandbox) {
         let verdict = if state.store.is_shared() {
             limits::check_shared(
