@@ -3,7 +3,7 @@
 
 use top_protocol::{Format, SignMethod};
 use top_sdk::apis::*;
-use top_sdk::{Error, TopClient};
+use top_sdk::{BatchCall, Error, TopClient};
 
 async fn sandbox() -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -171,4 +171,58 @@ async fn errors_keep_code_sub_code_and_request_id() {
         unreachable.execute(&TimeGetRequest).await,
         Err(Error::Transport(_))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answers_each_call_in_order_in_every_format() {
+    let (url, _dir) = sandbox().await;
+    for sign_method in SignMethod::ALL {
+        for format in [Format::Json, Format::Xml] {
+            let client = TopClient::builder(url.as_str(), "test", "test")
+                .sign_method(sign_method)
+                .format(format)
+                .build()
+                .unwrap();
+            let what = format!("{sign_method} {format:?}");
+            let answers = client
+                .batch(&[
+                    BatchCall {
+                        method: "alibaba.alisports.lianbei.order.notice",
+                        params: vec![("biz_order_id", "1000")],
+                    },
+                    BatchCall {
+                        method: "taobao.time.get",
+                        params: vec![],
+                    },
+                    BatchCall {
+                        method: "no.such.method",
+                        params: vec![],
+                    },
+                ])
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(answers.len(), 3, "{what}");
+            let notice = answers[0]
+                .as_ref()
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(notice.raw.contains("买**称"), "{what}: {}", notice.raw);
+            assert!(answers[1].is_ok(), "{what}: {:?}", answers[1]);
+            let unknown = answers[2].as_ref().expect_err("an unknown method");
+            assert_eq!(unknown.top().map(|e| e.code), Some(22), "{what}");
+        }
+    }
+    let wrong_secret = TopClient::builder(url.as_str(), "test", "not-the-secret")
+        .build()
+        .unwrap();
+    let refused = wrong_secret
+        .batch(&vec![
+            BatchCall {
+                method: "taobao.time.get",
+                params: vec![],
+            };
+            2
+        ])
+        .await
+        .expect_err("a wrong secret refuses the whole batch");
+    assert_eq!(refused.top().map(|e| e.code), Some(25));
 }
