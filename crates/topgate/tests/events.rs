@@ -1013,3 +1013,92 @@ async fn sigkill_of_the_dispatcher_loses_no_event() {
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!log.contains("ERROR"), "{log}");
 }
+
+#[tokio::test]
+async fn retention_removes_old_delivered_events_whole_and_keeps_any_a_sink_waits_for() {
+    let app = spawn_app_with(|s| {
+        fast(s);
+        // One immediate try, then a retry long after the test: a failing sink stays pending.
+        s.events.retry_schedule_ms = vec![600_000];
+        s.events.retention_ms = 300;
+    })
+    .await;
+    let healthy = Receiver::start(0, Duration::ZERO).await;
+    let failing = Receiver::start(0, Duration::ZERO).await;
+    failing.set_always_fail(true);
+    let first_sink = add_webhook(
+        &app,
+        &healthy.url,
+        "whsec_retention_0123456789",
+        json!(["*"]),
+    )
+    .await;
+
+    trade_lifecycle(&app, 7401).await;
+    let old: Vec<i64> = entity_events(&app, "trade:7401").await;
+    assert_eq!(old.len(), 3);
+    // Attempts are kept until their event goes: seen here once, before pruning.
+    wait_for("the first trade's events delivered", || async {
+        let accepted = healthy.accepted();
+        old.iter().all(|id| accepted.contains(id)).then_some(())
+    })
+    .await;
+    assert_eq!(attempts(&app, old[0]).await.len(), 1);
+
+    let waiting_sink = add_webhook(
+        &app,
+        &failing.url,
+        "whsec_retention_abcdefghij",
+        json!(["*"]),
+    )
+    .await;
+    trade_lifecycle(&app, 7402).await;
+    let kept: Vec<i64> = entity_events(&app, "trade:7402").await;
+    assert_eq!(kept.len(), 3);
+    wait_for(
+        "the second trade's events delivered to the healthy sink",
+        || async {
+            let accepted = healthy.accepted();
+            kept.iter().all(|id| accepted.contains(id)).then_some(())
+        },
+    )
+    .await;
+
+    wait_for("the first trade's events pruned", || async {
+        entity_events(&app, "trade:7401")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    for id in &old {
+        let (status, _) = app
+            .admin(Method::GET, &format!("/admin/events/{id}"), None)
+            .await;
+        assert_eq!(status, 404, "event {id} is gone");
+    }
+    assert!(deliveries(&app, first_sink, "delivered")
+        .await
+        .iter()
+        .all(|d| !old.contains(&d["event_id"].as_i64().unwrap_or(0))));
+
+    // Older than the retention too, but the failing sink still waits for each: kept whole.
+    assert_eq!(entity_events(&app, "trade:7402").await, kept);
+    assert_eq!(deliveries(&app, waiting_sink, "pending").await.len(), 3);
+    for id in &kept {
+        assert!(
+            !attempts(&app, *id).await.is_empty(),
+            "event {id} keeps its attempts"
+        );
+    }
+}
+
+/// The ids of an entity's events, in order.
+async fn entity_events(app: &TestApp, entity: &str) -> Vec<i64> {
+    events(app)
+        .await
+        .iter()
+        .filter(|e| e["entity"] == entity)
+        .filter_map(|e| e["id"].as_i64())
+        .collect()
+}

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod dispatch;
 pub mod nats;
+pub mod retention;
 pub mod webhook;
 
 use serde::{Deserialize, Serialize};
@@ -79,6 +80,9 @@ pub struct EventSettings {
     pub request_timeout_ms: u64,
     /// Deliveries of one sink in flight at once (all of different entities).
     pub max_in_flight: usize,
+    /// Events older than this, with their deliveries and attempts, are removed once no sink
+    /// waits for them (see [`retention`]); 0 keeps everything.
+    pub retention_ms: u64,
 }
 
 /// 8 tries over about a day: now, then after 1m, 5m, 30m, 1h, 3h, 6h, 13h.
@@ -102,6 +106,7 @@ impl Default for EventSettings {
             lease_ms: 30_000,
             request_timeout_ms: 10_000,
             max_in_flight: 16,
+            retention_ms: 0,
         }
     }
 }
