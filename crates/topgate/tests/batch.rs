@@ -267,6 +267,15 @@ async fn batch_level_failures_are_one_error_body_and_change_nothing() {
             "{case}: {text}"
         );
     }
+    let by_get = app
+        .http
+        .get(format!("{}/top/router/batch?format=json", app.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(by_get.status(), 200);
+    let text = by_get.text().await.expect("body");
+    assert_eq!(json_of(&text)["error_response"]["code"], 9, "{text}");
     let many = vec![form(&[("method", TIME_GET)]); MAX_CALLS + 1].join(DEFAULT_SEPARATOR);
     let (_, text) = post_batch(&app, &signed_query(&many, |_| {}), &many, None).await;
     assert_eq!(json_of(&text)["error_response"]["code"], 41, "{text}");

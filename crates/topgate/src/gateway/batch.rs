@@ -17,7 +17,7 @@
 //! earlier one wrote; each answer is what the single call would have answered, with its own
 //! request id, and the answers are joined with the request's separator.
 //!
-//! Choices the page leaves open: the joined answer is `text/plain` (it is not one JSON or XML
+//! Choices the page leaves open: a batch sent by GET is code 9; the joined answer is `text/plain` (it is not one JSON or XML
 //! document; clients split it); a body with no call is refused as code 21 (no call names a
 //! method), one with more than [`MAX_CALLS`] calls as code 41; a segment that is not valid
 //! form encoding is that call's code 47.
@@ -28,7 +28,7 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, Uri};
 use axum::response::Response;
 use top_protocol::envelope::write_error;
 use top_protocol::{Format, Object, ParamSet, TopError};
@@ -58,6 +58,16 @@ const BATCH_WIDE: &[&str] = &[
 ];
 /// The most calls one batch carries: they run one after the other, and a client waits for all.
 pub const MAX_CALLS: usize = 50;
+
+/// A batch sent by GET has no body for its calls: code 9, `Http action not allowed` (in HTTP
+/// 200, as every TOP answer).
+pub async fn refuse_get(uri: Uri) -> Response {
+    let mut query = ParamSet::new();
+    let _ = query.extend_form(uri.query().unwrap_or("").as_bytes());
+    let format = Format::from_param(query.get("format")).unwrap_or(Format::Xml);
+    let error = TopError::new(9).with_sub_msg("a batch is sent by POST, its calls in the body");
+    render(write_error(&error, &new_request_id(), format), format)
+}
 
 pub async fn serve_batch(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let (Parts { uri, headers, .. }, body) = request.into_parts();

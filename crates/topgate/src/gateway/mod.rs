@@ -24,7 +24,7 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use time::{Duration, OffsetDateTime};
 use top_protocol::envelope::{write_error, write_success};
@@ -112,8 +112,14 @@ pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/router/rest", get(serve_rest).post(serve_rest))
         .route("/top/router/rest", get(serve_rest).post(serve_rest))
-        .route("/router/batch", post(batch::serve_batch))
-        .route("/top/router/batch", post(batch::serve_batch))
+        .route(
+            "/router/batch",
+            get(batch::refuse_get).post(batch::serve_batch),
+        )
+        .route(
+            "/top/router/batch",
+            get(batch::refuse_get).post(batch::serve_batch),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::render))
         .with_state(Arc::clone(&state));
