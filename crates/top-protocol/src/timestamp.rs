@@ -70,9 +70,70 @@ pub fn within_window(instant: OffsetDateTime, now: OffsetDateTime, window: Durat
     (instant - now).abs() <= window
 }
 
+/// UTC offsets in use that are not whole hours, in minutes (IANA time zones, 2024).
+const PART_HOUR_OFFSETS_MIN: [i64; 11] = [-570, -210, 210, 270, 330, 345, 390, 525, 570, 630, 765];
+
+/// Whether a wall-clock timestamp read as GMT+8 (`instant`) lies within `window` of `now` when
+/// read in some other UTC offset in use instead (every whole hour from −12:00 to +14:00, and
+/// the few part-hour ones such as India's +05:30): what a client formatting in its machine's
+/// zone (Go, Node) sends outside China. A clock off by a whole number of hours passes too;
+/// that is the price of not knowing the client's zone.
+pub fn within_window_in_some_zone(
+    instant: OffsetDateTime,
+    now: OffsetDateTime,
+    window: Duration,
+) -> bool {
+    // Read in offset `z`, the same wall clock is the instant `8h - z` after `instant`.
+    let gap = instant - now + Duration::hours(8);
+    (-12..=14)
+        .map(|hours| hours * 60)
+        .chain(PART_HOUR_OFFSETS_MIN)
+        .any(|offset| (gap - Duration::minutes(offset)).abs() <= window)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wall_clock_of_another_zone_is_on_time_only_in_some_zone() {
+        let now = parse("2024-01-15 10:30:00").unwrap();
+        let window = Duration::minutes(10);
+        let on_time = |wall: &str| {
+            let instant = parse_wall_clock(wall).unwrap();
+            (
+                within_window(instant, now, window),
+                within_window_in_some_zone(instant, now, window),
+            )
+        };
+        assert_eq!(on_time("2024-01-15 10:35:00"), (true, true), "GMT+8 itself");
+        assert_eq!(on_time("2024-01-15 02:30:00"), (false, true), "UTC");
+        assert_eq!(
+            on_time("2024-01-15 08:00:00"),
+            (false, true),
+            "India, +05:30"
+        );
+        assert_eq!(
+            on_time("2024-01-14 21:31:00"),
+            (false, true),
+            "New York, -05:00"
+        );
+        assert_eq!(
+            on_time("2024-01-15 10:50:00"),
+            (false, false),
+            "20 minutes off"
+        );
+        assert_eq!(
+            on_time("2024-01-15 09:55:00"),
+            (false, false),
+            "35 minutes off"
+        );
+        assert_eq!(
+            on_time("2024-01-14 13:30:00"),
+            (false, false),
+            "GMT-13 is no zone"
+        );
+    }
 
     proptest::proptest! {
         #[test]

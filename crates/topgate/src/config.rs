@@ -20,6 +20,9 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// Allowed clock skew of `timestamp`, either side.
     pub timestamp_window_secs: i64,
+    /// Also accept a `yyyy-MM-dd HH:mm:ss` timestamp written in another zone than GMT+8 (the Go
+    /// and Node clients format in their machine's zone): off by default, as on TOP.
+    pub timestamp_any_zone: bool,
     /// Largest request body accepted.
     pub body_limit_bytes: usize,
     /// Bearer token of the admin API; the admin API is off when unset.
@@ -43,6 +46,7 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".into(),
             database_url: None,
             timestamp_window_secs: 600,
+            timestamp_any_zone: false,
             body_limit_bytes: 1024 * 1024,
             admin_token: None,
             iccid_strict: false,

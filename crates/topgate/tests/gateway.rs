@@ -744,6 +744,37 @@ async fn timestamp_checks_are_30_and_31() {
     assert!(app.ok(&req.clone().param("timestamp", ms)).await["time"].is_string());
 }
 
+/// A wall clock written in UTC (a Node or Go client on a UTC machine) is eight hours off:
+/// refused by default, as on TOP, and accepted with `timestamp_any_zone`, where a clock off by
+/// a part of an hour that no zone explains is still refused.
+#[tokio::test]
+async fn a_timestamp_in_another_zone_passes_only_with_timestamp_any_zone() {
+    let now = OffsetDateTime::now_utc();
+    let utc_wall_clock = timestamp::format_wall_clock(now - time::Duration::hours(8));
+    let twenty_minutes_off = timestamp::format_wall_clock(now - time::Duration::minutes(20));
+    let millis_an_hour_off = ((now - time::Duration::hours(1)).unix_timestamp() * 1000).to_string();
+    let req = Req::new(TIME_GET);
+
+    let strict = spawn_app().await;
+    let e = strict
+        .error(&req.clone().param("timestamp", utc_wall_clock.as_str()))
+        .await;
+    assert_eq!(e["code"], 31, "{e}");
+
+    let lenient = spawn_app_with(|s| s.timestamp_any_zone = true).await;
+    let answer = lenient
+        .ok(&req.clone().param("timestamp", utc_wall_clock.as_str()))
+        .await;
+    assert!(answer["time"].is_string(), "{answer}");
+    for (what, ts) in [
+        ("twenty minutes off", twenty_minutes_off),
+        ("epoch milliseconds carry no zone", millis_an_hour_off),
+    ] {
+        let e = lenient.error(&req.clone().param("timestamp", ts)).await;
+        assert_eq!(e["code"], 31, "{what}: {e}");
+    }
+}
+
 #[tokio::test]
 async fn signature_checks_are_24_and_25() {
     let app = spawn_app().await;

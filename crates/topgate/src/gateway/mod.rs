@@ -383,7 +383,11 @@ fn authenticate(
         )
     })?;
     let window = Duration::seconds(state.settings.timestamp_window_secs);
-    if !timestamp::within_window(instant, now, window) {
+    let on_time = timestamp::within_window(instant, now, window)
+        || (state.settings.timestamp_any_zone
+            && ts.contains(' ')
+            && timestamp::within_window_in_some_zone(instant, now, window));
+    if !on_time {
         return Err(TopError::invalid_timestamp(format!(
             "timestamp is more than {} seconds away from server time {}",
             window.whole_seconds(),
