@@ -191,17 +191,7 @@ impl TopClient {
     ) -> ParamSet {
         let mut set = ParamSet::new();
         set.set("method", method);
-        set.set("app_key", self.app_key.as_str());
-        set.set("timestamp", timestamp::format_wall_clock(now));
-        set.set("v", "2.0");
-        set.set("sign_method", self.sign_method.as_wire());
-        set.set("format", self.format.as_wire());
-        if self.simplify {
-            set.set("simplify", "true");
-        }
-        if let Some(session) = &self.session {
-            set.set("session", session.as_str());
-        }
+        self.add_system_params(&mut set, now);
         for (name, value) in params {
             set.set(name, value);
         }
@@ -256,20 +246,7 @@ impl TopClient {
             .collect::<Vec<_>>()
             .join(BATCH_SEPARATOR);
         let mut system = ParamSet::new();
-        system.set("app_key", self.app_key.as_str());
-        system.set(
-            "timestamp",
-            timestamp::format_wall_clock(OffsetDateTime::now_utc()),
-        );
-        system.set("v", "2.0");
-        system.set("sign_method", self.sign_method.as_wire());
-        system.set("format", self.format.as_wire());
-        if self.simplify {
-            system.set("simplify", "true");
-        }
-        if let Some(session) = &self.session {
-            system.set("session", session.as_str());
-        }
+        self.add_system_params(&mut system, OffsetDateTime::now_utc());
         let canonical = sign::string_to_sign(&system, Some(&body));
         system.set(
             "sign",
@@ -305,6 +282,21 @@ impl TopClient {
             .into_iter()
             .map(|answer| self.decode(answer.to_string()))
             .collect())
+    }
+
+    /// The system parameters of this client's calls but `method` and `sign`.
+    fn add_system_params(&self, set: &mut ParamSet, now: OffsetDateTime) {
+        set.set("app_key", self.app_key.as_str());
+        set.set("timestamp", timestamp::format_wall_clock(now));
+        set.set("v", "2.0");
+        set.set("sign_method", self.sign_method.as_wire());
+        set.set("format", self.format.as_wire());
+        if self.simplify {
+            set.set("simplify", "true");
+        }
+        if let Some(session) = &self.session {
+            set.set("session", session.as_str());
+        }
     }
 
     /// A call's answer: its response object, or its TOP error.

@@ -9,9 +9,8 @@ use std::path::PathBuf;
 use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
-use time::OffsetDateTime;
-use top_protocol::sign::sign_string;
-use top_protocol::{timestamp, ParamSet, SignMethod};
+use top_protocol::sign::{sign_string, string_to_sign};
+use top_protocol::{ParamSet, SignMethod};
 use topgate::gateway::batch::{DEFAULT_SEPARATOR, MAX_CALLS, SEPARATOR_HEADER};
 
 const TIME_GET: &str = "taobao.time.get";
@@ -36,18 +35,24 @@ fn v8() -> Value {
 
 /// The system parameters of a batch of app `test`, signed over them and `body`.
 fn signed_query(body: &str, tweak: impl FnOnce(&mut ParamSet)) -> String {
-    let mut params = ParamSet::new();
-    params.set("app_key", "test");
-    params.set(
-        "timestamp",
-        timestamp::format_wall_clock(OffsetDateTime::now_utc()),
-    );
-    params.set("v", "2.0");
-    params.set("sign_method", "md5");
-    params.set("format", "json");
+    signed_query_of("test", "test", body, tweak)
+}
+
+/// The system parameters of a batch of `app_key` (a single call's but `method`), changed by
+/// `tweak`, then signed over them and `body`.
+fn signed_query_of(
+    app_key: &str,
+    secret: &str,
+    body: &str,
+    tweak: impl FnOnce(&mut ParamSet),
+) -> String {
+    let mut params = Req::new(TIME_GET)
+        .app(app_key, secret)
+        .without("method")
+        .params;
     tweak(&mut params);
-    let canonical = top_protocol::sign::string_to_sign(&params, Some(body));
-    params.set("sign", sign_string(SignMethod::Md5, "test", &canonical));
+    let canonical = string_to_sign(&params, Some(body));
+    params.set("sign", sign_string(SignMethod::Md5, secret, &canonical));
     params.to_form()
 }
 
@@ -196,20 +201,8 @@ async fn each_call_passes_its_own_permission_and_parameter_checks() {
         form(&[("method", LIANBEI), ("biz_order_id", "1000")]),
     ]
     .join(DEFAULT_SEPARATOR);
-    let mut params = ParamSet::new();
-    params.set("app_key", "narrow");
-    params.set(
-        "timestamp",
-        timestamp::format_wall_clock(OffsetDateTime::now_utc()),
-    );
-    params.set("v", "2.0");
-    params.set("format", "json");
-    let canonical = top_protocol::sign::string_to_sign(&params, Some(&body));
-    params.set(
-        "sign",
-        sign_string(SignMethod::Md5, "narrow-secret", &canonical),
-    );
-    let (_, text) = post_batch(&app, &params.to_form(), &body, None).await;
+    let query = signed_query_of("narrow", "narrow-secret", &body, |_| {});
+    let (_, text) = post_batch(&app, &query, &body, None).await;
     let got = answers(&text, DEFAULT_SEPARATOR);
     assert!(got[0]["time_get_response"]["time"].is_string(), "{text}");
     assert_eq!(got[1]["error_response"]["code"], 11, "{text}");

@@ -34,8 +34,8 @@ use top_protocol::envelope::write_error;
 use top_protocol::{Format, Object, ParamSet, TopError};
 
 use super::{
-    answer, authenticate, load_app, method_label, new_request_id, read_body, render, run_call,
-    AppState, CallLog, CALL_LOG,
+    answer, authenticate, load_app, method_label, new_request_id, permitted, read_body, registered,
+    render, run_call, AppState, CallLog, CALL_LOG,
 };
 use crate::apps::AppRecord;
 
@@ -201,15 +201,9 @@ async fn run(
     let method = params
         .get_non_empty("method")
         .ok_or_else(TopError::missing_method)?;
-    let (spec, handler) = state
-        .registry
-        .get(method)
-        .ok_or_else(|| TopError::invalid_method(method))?;
-    let (spec, handler) = (*spec, *handler);
-    let limit = app
-        .grant(spec.name)
-        .ok_or_else(|| TopError::insufficient_isv_permissions(spec.name))?;
-    run_call(state, app, (spec, handler), limit, params, now).await
+    let registered = registered(&state, method)?;
+    let limit = permitted(&app, &registered.0)?;
+    run_call(state, app, registered, limit, params, now).await
 }
 
 #[cfg(test)]

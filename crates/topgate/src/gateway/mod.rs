@@ -323,17 +323,26 @@ async fn process(
     let app_key = params
         .get_non_empty("app_key")
         .ok_or_else(TopError::missing_app_key)?;
-    let (spec, handler) = state
-        .registry
-        .get(method)
-        .ok_or_else(|| TopError::invalid_method(method))?;
-    let (spec, handler) = (*spec, *handler);
+    let registered = registered(&state, method)?;
     let app = load_app(&state, app_key).await?;
-    let limit = app
-        .grant(spec.name)
-        .ok_or_else(|| TopError::insufficient_isv_permissions(spec.name))?;
+    let limit = permitted(&app, &registered.0)?;
     let now = authenticate(&state, &app, &params, None)?;
-    run_call(state, app, (spec, handler), limit, params, now).await
+    run_call(state, app, registered, limit, params, now).await
+}
+
+/// The registered method `name` and its handler (code 22 otherwise).
+fn registered(state: &AppState, name: &str) -> Result<(MethodSpec, Handler), TopError> {
+    state
+        .registry
+        .get(name)
+        .map(|(spec, handler)| (*spec, *handler))
+        .ok_or_else(|| TopError::invalid_method(name))
+}
+
+/// The calls per second `app` may make to `spec` when it may call it at all (code 11 otherwise).
+fn permitted(app: &AppRecord, spec: &MethodSpec) -> Result<Option<u32>, TopError> {
+    app.grant(spec.name)
+        .ok_or_else(|| TopError::insufficient_isv_permissions(spec.name))
 }
 
 /// The enabled app of `app_key` (code 29 otherwise), from the cache or the store.
