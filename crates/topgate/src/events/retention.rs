@@ -5,8 +5,8 @@
 //! failing, disabled or simply behind never loses an event), and removed whole otherwise, so
 //! that `GET /admin/events/{id}` never shows an event without its history.
 //!
-//! Pruning walks the events in id order from where its last pass stopped, a window of
-//! [`WINDOW`] events per transaction (the SQLite writer is shared with every request, so no
+//! Pruning walks the events in id order from where its last pass stopped, a window of a
+//! thousand events per transaction (the SQLite writer is shared with every request, so no
 //! transaction may hold it long), and stops at the first event too young: ids grow with time,
 //! so what follows is younger still. An event passed over because it was pending is looked at
 //! again only by a process started later. Several dispatchers may prune at once: they delete
