@@ -118,20 +118,11 @@ pub async fn run(store: Store, settings: EventSettings, mut stop: watch::Receive
         http,
     });
     let poll = Duration::from_millis(shared.settings.poll_interval_ms.max(10));
-    let retention = shared.settings.retention_ms;
-    let prune_every = super::retention::EVERY.min(Duration::from_millis(retention));
-    let mut pruned_after = 0;
-    let mut last_pruned: Option<Instant> = None;
+    let mut pruner = super::retention::Pruner::new(shared.settings.retention_ms);
     let mut workers: HashMap<i64, JoinHandle<()>> = HashMap::new();
     while !*stop.borrow() {
         workers.retain(|_, w| !w.is_finished());
-        if retention > 0 && last_pruned.is_none_or(|at| at.elapsed() >= prune_every) {
-            last_pruned = Some(Instant::now());
-            match super::retention::prune(&shared.store, retention, pruned_after, now_ms()).await {
-                Ok(after) => pruned_after = after,
-                Err(e) => tracing::warn!(error = %e, "cannot prune old events"),
-            }
-        }
+        pruner.prune_if_due(&shared.store, now_ms()).await;
         match find_work(&shared).await {
             Ok(sinks) => {
                 for sink_id in sinks {

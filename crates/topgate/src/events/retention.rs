@@ -13,7 +13,7 @@
 //! the same rows, and an event is only ever removed by a statement that checks its age and
 //! its deliveries itself.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::args;
 use crate::store::{Store, StoreError};
@@ -23,7 +23,7 @@ const WINDOW: i64 = 1000;
 /// Windows one pass goes through at most, before leaving the rest to the next pass.
 const WINDOWS_PER_PASS: usize = 100;
 /// How often a dispatcher prunes (more often when the retention is shorter).
-pub const EVERY: Duration = Duration::from_secs(60);
+const EVERY: Duration = Duration::from_secs(60);
 
 /// The events of one window that may go: old enough, in the id range, and with no pending
 /// delivery. Its parameters: the range's bounds (exclusive, inclusive) and the age cutoff.
@@ -34,9 +34,41 @@ macro_rules! prunable_events {
     };
 }
 
+/// A dispatcher's pruning: when its next pass is due, and the event id it starts after.
+pub struct Pruner {
+    retention_ms: u64,
+    every: Duration,
+    after: i64,
+    last_pass: Option<Instant>,
+}
+
+impl Pruner {
+    /// Prunes nothing when `retention_ms` is 0.
+    pub fn new(retention_ms: u64) -> Self {
+        Self {
+            retention_ms,
+            every: EVERY.min(Duration::from_millis(retention_ms)),
+            after: 0,
+            last_pass: None,
+        }
+    }
+
+    /// Runs a pass when one is due; a failed pass is logged and tried again when the next is.
+    pub async fn prune_if_due(&mut self, store: &Store, now_ms: i64) {
+        if self.retention_ms == 0 || self.last_pass.is_some_and(|at| at.elapsed() < self.every) {
+            return;
+        }
+        self.last_pass = Some(Instant::now());
+        match prune(store, self.retention_ms, self.after, now_ms).await {
+            Ok(after) => self.after = after,
+            Err(e) => tracing::warn!(error = %e, "cannot prune old events"),
+        }
+    }
+}
+
 /// One pass: removes events created before `now_ms - retention_ms` that no sink waits for,
 /// starting after event id `after`. Answers the id the next pass starts after.
-pub async fn prune(
+async fn prune(
     store: &Store,
     retention_ms: u64,
     after: i64,

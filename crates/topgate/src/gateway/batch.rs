@@ -13,14 +13,14 @@
 //! limit, session, business parameters, handler), with its segment's parameters first, then
 //! the public ones, then the system ones (the first occurrence of a name wins, as for a single
 //! call), except that the batch's `app_key`, `v`, `timestamp`, `sign_method`, `format` and
-//! `simplify` hold for every call. Calls run one after the other, in request order, so that a later call sees what an
-//! earlier one wrote; each answer is what the single call would have answered, with its own
-//! request id, and the answers are joined with the request's separator.
+//! `simplify` hold for every call. Calls run one after the other, in request order, so that a
+//! later call sees what an earlier one wrote; each answer is what the single call would have
+//! answered, with its own request id, and the answers are joined with the request's separator.
 //!
-//! Choices the page leaves open: a batch sent by GET is code 9; the joined answer is `text/plain` (it is not one JSON or XML
-//! document; clients split it); a body with no call is refused as code 21 (no call names a
-//! method), one with more than [`MAX_CALLS`] calls as code 41; a segment that is not valid
-//! form encoding is that call's code 47.
+//! Choices the page leaves open: a batch sent by GET is code 9; the joined answer is
+//! `text/plain` (it is not one JSON or XML document; clients split it); a body with no call is
+//! refused as code 21 (no call names a method), one with more than [`MAX_CALLS`] calls as code
+//! 41; a segment that is not valid form encoding is that call's code 47.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,8 +34,8 @@ use top_protocol::envelope::write_error;
 use top_protocol::{Format, Object, ParamSet, TopError};
 
 use super::{
-    answer, authenticate, load_app, method_label, new_request_id, permitted, read_body, registered,
-    render, run_call, AppState, CallLog, CALL_LOG,
+    answer, authenticate, error_format, load_app, method_label, new_request_id, permitted,
+    read_body, registered, render, run_call, AppState, CallLog, CALL_LOG,
 };
 use crate::apps::AppRecord;
 
@@ -62,9 +62,7 @@ pub const MAX_CALLS: usize = 50;
 /// A batch sent by GET has no body for its calls: code 9, `Http action not allowed` (in HTTP
 /// 200, as every TOP answer).
 pub async fn refuse_get(uri: Uri) -> Response {
-    let mut query = ParamSet::new();
-    let _ = query.extend_form(uri.query().unwrap_or("").as_bytes());
-    let format = Format::from_param(query.get("format")).unwrap_or(Format::Xml);
+    let format = error_format(uri.query(), &[]);
     let error = TopError::new(9).with_sub_msg("a batch is sent by POST, its calls in the body");
     render(write_error(&error, &new_request_id(), format), format)
 }
@@ -107,10 +105,10 @@ pub async fn serve_batch(State(state): State<Arc<AppState>>, request: Request) -
     for segment in calls {
         let started = Instant::now();
         let params = call_params(segment, &public, &system);
-        let call_log = Arc::new(match &params {
-            Ok(params) => CallLog::of(new_request_id(), params),
-            Err(_) => CallLog::of(new_request_id(), &system),
-        });
+        let call_log = Arc::new(CallLog::of(
+            new_request_id(),
+            params.as_ref().unwrap_or(&system),
+        ));
         let (label, outcome) = match params {
             Ok(params) => {
                 let label = method_label(&state, &params);
