@@ -7,7 +7,7 @@
 //! which also keeps the digests of the request that created it (`request_hash` of the payment
 //! with its idempotent id, `payment_hash` of the payment alone): one row per notice, no separate
 //! idempotency records, and concurrent duplicates cannot create two orders (a first notice is
-//! inserted before its keys are looked up: see [`apply`]). `open_id` is a
+//! inserted before its keys are looked up: see `apply`). `open_id` is a
 //! keyed hash of (app, user): stable for one app, different across apps; apps of one provider
 //! share its keys and orders, so a replay answers the first `order_id` with the *caller's*
 //! `open_id` (byte-identical for the app first answered). Choices: `phone_number` is required
@@ -339,7 +339,7 @@ fn apply(
                     (SELECT user_id FROM users WHERE mobile = ?), \
                     (SELECT COUNT(*) FROM rights WHERE provider_id = ?), \
                     (SELECT COUNT(*) FROM rights WHERE provider_id = ? AND right_code = ? AND enabled = 1)",
-            args![provider_id, n.source.as_str(), n.phone.as_str(), provider_id, provider_id, n.right_code.as_deref()],
+            args![provider_id, n.source, n.phone, provider_id, provider_id, n.right_code],
         )?
         .ok_or_else(|| StoreError::Backend("reference query returned no row".into()))?;
     if refs.i64(0) == 0 {
@@ -358,23 +358,23 @@ fn apply(
                     order_id,
                     provider_id,
                     app_key,
-                    n.source.as_str(),
-                    n.outer_order_id.as_str(),
-                    n.idempotent_id.as_deref(),
+                    n.source,
+                    n.outer_order_id,
+                    n.idempotent_id,
                     user_id,
-                    open_id.as_str(),
-                    n.phone.as_str(),
+                    open_id,
+                    n.phone,
                     n.amount,
                     n.pay_time.unwrap_or(now_ms),
-                    n.right_code.as_deref(),
-                    n.biz.as_deref(),
-                    n.biz_scene.as_deref(),
-                    n.title.as_deref(),
+                    n.right_code,
+                    n.biz,
+                    n.biz_scene,
+                    n.title,
                     n.channel_id,
-                    n.extend.as_str(),
+                    n.extend,
                     now_ms,
                     n.idempotent_id.as_ref().map(|_| hashes.full.as_str()),
-                    hashes.payment.as_str()
+                    hashes.payment
                 ],
             )?;
             if inserted == 0 {
@@ -403,7 +403,7 @@ fn apply(
     let known = tx.query(
         "SELECT order_id, user_id, idempotent_id, outer_order_id, request_hash, payment_hash FROM right_orders \
          WHERE provider_id = ? AND (idempotent_id = ? OR outer_order_id = ?)",
-        args![provider_id, n.idempotent_id.as_deref(), n.outer_order_id.as_str()],
+        args![provider_id, n.idempotent_id, n.outer_order_id],
     )?;
     if let Some(id) = &n.idempotent_id {
         if let Some(row) = known.iter().find(|r| r.opt_str(2).as_ref() == Some(id)) {

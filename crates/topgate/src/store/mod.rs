@@ -38,7 +38,7 @@ pub enum SqlArg<'a> {
     Text(&'a str),
 }
 
-/// What can be bound as a [`SqlArg`] (see [`args!`]).
+/// What can be bound as a [`SqlArg`] (see [`crate::args!`]).
 pub trait ToSqlArg {
     fn to_sql_arg(&self) -> SqlArg<'_>;
 }

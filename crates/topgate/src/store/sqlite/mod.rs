@@ -4,11 +4,11 @@
 //! The writer takes every job waiting in its queue (up to [`MAX_BATCH`]), runs them in one
 //! `BEGIN IMMEDIATE` transaction, commits once, then completes each job with the commit's
 //! outcome. A job that fails or panics keeps none of its changes and touches none of the
-//! others' (see [`run_batch`] for how, without a savepoint per job in the usual case). Batches
+//! others' (see `run_batch` for how, without a savepoint per job in the usual case). Batches
 //! form by themselves under load: while one commit fsyncs, the next requests queue up.
 //!
-//! The writer's connection goes through [`wal_vfs`], which hands each commit's WAL frames to
-//! the OS in one write instead of two per frame.
+//! The writer's connection goes through the `wal_vfs` module, which hands each commit's WAL
+//! frames to the OS in one write instead of two per frame.
 //!
 //! Checkpoints (copying the WAL back into the database file, with its own fsync) run on a
 //! separate thread so that the writer's commits never wait for them; the writer checkpoints
