@@ -1091,6 +1091,31 @@ async fn retention_removes_old_delivered_events_whole_and_keeps_any_a_sink_waits
             "event {id} keeps its attempts"
         );
     }
+
+    // Once the waiting sink has them, a later pass of the same process removes them too.
+    failing.set_always_fail(false);
+    for id in &kept {
+        let (status, body) = app
+            .admin(
+                Method::POST,
+                &format!("/admin/sinks/{waiting_sink}/redeliver"),
+                Some(json!({ "event_id": id })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    wait_for(
+        "the second trade's events pruned once delivered",
+        || async {
+            entity_events(&app, "trade:7402")
+                .await
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+    let accepted = failing.accepted();
+    assert!(kept.iter().all(|id| accepted.contains(id)), "{accepted:?}");
 }
 
 /// The ids of an entity's events, in order.

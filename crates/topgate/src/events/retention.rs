@@ -8,10 +8,11 @@
 //! Pruning walks the events in id order from where its last pass stopped, a window of a
 //! thousand events per transaction (the SQLite writer is shared with every request, so no
 //! transaction may hold it long), and stops at the first event too young: ids grow with time,
-//! so what follows is younger still. An event passed over because it was pending is looked at
-//! again only by a process started later. Several dispatchers may prune at once: they delete
-//! the same rows, and an event is only ever removed by a statement that checks its age and
-//! its deliveries itself.
+//! so what follows is younger still. The pass after one that got there starts over from the
+//! oldest event, so that an event passed over because it was pending goes once its sink has
+//! it; deleted events are not walked again, only those still kept. Several dispatchers may
+//! prune at once: they delete the same rows, and an event is only ever removed by a
+//! statement that checks its age and its deliveries itself.
 
 use std::time::{Duration, Instant};
 
@@ -67,7 +68,8 @@ impl Pruner {
 }
 
 /// One pass: removes events created before `now_ms - retention_ms` that no sink waits for,
-/// starting after event id `after`. Answers the id the next pass starts after.
+/// starting after event id `after`. Answers the id the next pass starts after: where this one
+/// stopped when it ran out of windows, else 0 (it reached the events too young to go).
 async fn prune(
     store: &Store,
     retention_ms: u64,
@@ -113,10 +115,10 @@ async fn prune(
                 Ok((last, old as i64 == WINDOW))
             })
             .await?;
-        after = last;
         if !more {
-            break;
+            return Ok(0);
         }
+        after = last;
     }
     Ok(after)
 }
