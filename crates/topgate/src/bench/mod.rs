@@ -192,11 +192,11 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// How many bodies to build before a duration phase: a third more than the expected rate
-/// needs (20 000/s when nothing was measured yet), at most 250 000 (a few hundred MB of
-/// generator memory); past them the phase signs on the fly.
+/// needs (20 000/s when nothing was measured yet), within [`load::AHEAD_BYTES`]; past them
+/// the phase signs on the fly.
 fn bodies_ahead(duration: Duration, expected_rate: Option<f64>) -> u64 {
     let rate = expected_rate.filter(|r| *r > 0.0).unwrap_or(20_000.0);
-    ((rate * duration.as_secs_f64() * 4.0 / 3.0).ceil() as u64).clamp(1, 250_000)
+    ((rate * duration.as_secs_f64() * 4.0 / 3.0).ceil() as u64).max(1)
 }
 
 /// How many distinct orders a phase of `api` consumes.
