@@ -73,11 +73,10 @@ impl Pruner {
 async fn prune(
     store: &Store,
     retention_ms: u64,
-    after: i64,
+    mut after: i64,
     now_ms: i64,
 ) -> Result<i64, StoreError> {
     let cutoff = now_ms.saturating_sub(i64::try_from(retention_ms).unwrap_or(i64::MAX));
-    let mut after = after;
     for _ in 0..WINDOWS_PER_PASS {
         let (last, more) = store
             .write(move |tx| {
