@@ -152,7 +152,8 @@ async fn replay_returns_the_same_data_and_creates_nothing() {
 async fn new_idempotent_id_same_outer_order_returns_the_existing_order() {
     let app = spawn_app().await;
     let first = answer(&app, &pay(&pay_example())).await;
-    let state = store_state(&app).await;
+    let (orders_before, records_before) = store_state(&app).await;
+    assert_eq!(records_before, json!([]));
     // Another idempotent id, the same payment otherwise: the existing order.
     let again = example_with("18072887365_other", "1057706761588580000");
     assert_eq!(answer(&app, &pay(&again)).await, first);
@@ -160,7 +161,63 @@ async fn new_idempotent_id_same_outer_order_returns_the_existing_order() {
     let mut no_key = pay_example();
     no_key.as_object_mut().unwrap().remove("idempotent_id");
     assert_eq!(answer(&app, &pay(&no_key)).await, first);
-    assert_eq!(store_state(&app).await, state);
+    // No order was made; the new idempotent id is now bound to the order it was answered with.
+    let (orders_after, records_after) = store_state(&app).await;
+    assert_eq!(orders_after, orders_before);
+    let records = records_after.as_array().unwrap();
+    assert_eq!(records.len(), 1, "{records_after}");
+    assert_eq!(
+        records[0]["scope"],
+        "alibaba.diantao.tripartite.right.pay.notify:1"
+    );
+    assert_eq!(records[0]["idem_key"], "idempotent:18072887365_other");
+    assert_eq!(
+        records[0]["response_body"],
+        first["data"]["order_id"].as_str().unwrap()
+    );
+}
+
+/// An idempotent id answered once with an existing order keeps that meaning (§2.3: same key,
+/// different payload is `10005`), instead of being free for a new order the next time.
+#[tokio::test]
+async fn an_idempotent_id_answered_with_an_existing_order_stays_bound_to_it() {
+    let app = spawn_app().await;
+    let first = answer(&app, &pay(&pay_example())).await;
+    let bound = example_with("bound-key", "1057706761588580000");
+    assert_eq!(answer(&app, &pay(&bound)).await, first);
+
+    // The bound id with another payment: a new outer order id, or another amount.
+    refused(
+        &app,
+        &pay(&example_with("bound-key", "o-elsewhere")),
+        "10005",
+    )
+    .await;
+    let mut other_amount = bound.clone();
+    other_amount["amount"] = json!(999);
+    refused(&app, &pay(&other_amount), "10005").await;
+
+    // The bound id with its own payment again: the same order, byte for byte.
+    assert_eq!(answer(&app, &pay(&bound)).await, first);
+    assert_eq!(orders(&app.right_orders().await).len(), 1);
+
+    // A sibling app of the provider replaying through the bound id gets the same order with
+    // its own open_id.
+    create(
+        &app,
+        "apps",
+        json!({"app_key": "sibling", "secret": "sibling-secret", "provider_id": 1}),
+    )
+    .await;
+    let sibling = app.ok(&pay(&bound).app("sibling", "sibling-secret")).await;
+    assert_eq!(sibling["data"]["order_id"], first["data"]["order_id"]);
+    assert_ne!(sibling["data"]["open_id"], first["data"]["open_id"]);
+
+    // Unbound ids are as free as before.
+    let fresh = answer(&app, &pay(&example_with("fresh-key", "o-fresh"))).await;
+    assert_eq!(fresh["succ"], true, "{fresh}");
+    assert_ne!(fresh["data"]["order_id"], first["data"]["order_id"]);
+    assert_eq!(orders(&app.right_orders().await).len(), 2);
 }
 
 #[tokio::test]

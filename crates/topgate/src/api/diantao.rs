@@ -5,9 +5,11 @@
 //! same payload under a known key replays the first answer; a different one is `10005`
 //! (idempotent id) or `10006` (outer order id). Both keys are unique columns of the order row,
 //! which also keeps the digests of the request that created it (`request_hash` of the payment
-//! with its idempotent id, `payment_hash` of the payment alone): one row per notice, no separate
-//! idempotency records, and concurrent duplicates cannot create two orders (a first notice is
-//! inserted before its keys are looked up: see `apply`). `open_id` is a
+//! with its idempotent id, `payment_hash` of the payment alone): one row per notice, and
+//! concurrent duplicates cannot create two orders (a first notice is inserted before its keys
+//! are looked up: see `apply`). The one separate record is that of an idempotent id first seen
+//! with an existing order's payment, which replays that order: the id stays bound to it
+//! (`BoundKey`). `open_id` is a
 //! keyed hash of (app, user): stable for one app, different across apps; apps of one provider
 //! share its keys and orders, so a replay answers the first `order_id` with the *caller's*
 //! `open_id` (byte-identical for the app first answered). Choices: `phone_number` is required
@@ -21,6 +23,7 @@ use sha2::Sha256;
 use top_protocol::registry::{MethodSpec, ParamKind, ParamSpec};
 use top_protocol::{Object, TopError};
 
+use super::idempotency::{self, Recorded};
 use super::{check_len, is_code, is_token, payload_hash, Fields};
 use crate::args;
 use crate::clock::millis;
@@ -331,6 +334,13 @@ fn apply(
     let Some(provider_id) = provider_id else {
         return Ok(Err(("10007", "来源不属于当前应用")));
     };
+    let bound_key = n
+        .idempotent_id
+        .as_ref()
+        .map(|id| BoundKey::new(provider_id, id));
+    if let Some(bound) = &bound_key {
+        tx.lock_key(&bound.lock)?;
+    }
     // The reference data every verdict needs, in one statement (the writer runs one job at a
     // time, so each statement saved is throughput); the verdicts keep the order of §2.3.
     let refs = tx
@@ -338,8 +348,18 @@ fn apply(
             "SELECT (SELECT COUNT(*) FROM provider_sources WHERE provider_id = ? AND source = ?), \
                     (SELECT user_id FROM users WHERE mobile = ?), \
                     (SELECT COUNT(*) FROM rights WHERE provider_id = ?), \
-                    (SELECT COUNT(*) FROM rights WHERE provider_id = ? AND right_code = ? AND enabled = 1)",
-            args![provider_id, n.source, n.phone, provider_id, provider_id, n.right_code],
+                    (SELECT COUNT(*) FROM rights WHERE provider_id = ? AND right_code = ? AND enabled = 1), \
+                    (SELECT COUNT(*) FROM idempotency_records WHERE scope = ? AND idem_key = ?)",
+            args![
+                provider_id,
+                n.source,
+                n.phone,
+                provider_id,
+                provider_id,
+                n.right_code,
+                bound_key.as_ref().map(|b| b.scope.as_str()),
+                bound_key.as_ref().map(|b| b.key.as_str())
+            ],
         )?
         .ok_or_else(|| StoreError::Backend("reference query returned no row".into()))?;
     if refs.i64(0) == 0 {
@@ -392,7 +412,8 @@ fn apply(
     // An empty catalogue accepts any right code; otherwise it must name an enabled right.
     let right_refused = n.right_code.is_some() && refs.i64(2) > 0 && refs.i64(3) == 0;
     let user_id = refs.opt_i64(1);
-    if let (Some(user_id), false) = (user_id, right_refused) {
+    let key_bound_to_other_order = refs.i64(4) > 0;
+    if let (Some(user_id), false, false) = (user_id, right_refused, key_bound_to_other_order) {
         let created = insert_order(tx, insert_order_sql!(" ON CONFLICT DO NOTHING"), user_id)?;
         if let Some(created) = created {
             return Ok(Ok(created));
@@ -413,9 +434,28 @@ fn apply(
             return Ok(Ok(replay(row, app_key, open_id_key)));
         }
     }
+    if let Some(bound) = bound_key.as_ref().filter(|_| key_bound_to_other_order) {
+        return match idempotency::lookup(tx, &bound.scope, &bound.key, &hashes.full)? {
+            Recorded::Replay(order_id) => replay_bound(tx, &order_id, app_key, open_id_key),
+            Recorded::Conflict => Ok(Err(("10005", "幂等ID已被其他请求使用"))),
+            Recorded::New => Err(StoreError::Backend(
+                "an idempotent id's record vanished within its transaction".into(),
+            )),
+        };
+    }
     if let Some(row) = known.iter().find(|r| r.str(3) == n.outer_order_id) {
         if row.opt_str(5).as_deref() != Some(hashes.payment.as_str()) {
             return Ok(Err(("10006", "外部订单号已被其他请求使用")));
+        }
+        if let Some(bound) = &bound_key {
+            idempotency::record(
+                tx,
+                &bound.scope,
+                &bound.key,
+                &hashes.full,
+                &row.i64(0).to_string(),
+                now_ms,
+            )?;
         }
         return Ok(Ok(replay(row, app_key, open_id_key)));
     }
@@ -430,6 +470,51 @@ fn apply(
     insert_order(tx, insert_order_sql!(""), user_id)?
         .map(Ok)
         .ok_or_else(|| StoreError::Backend("an order insert changed nothing".into()))
+}
+
+/// An idempotent id that first came with the outer order id of an existing order (which has
+/// its own idempotent id, or none) and was answered with that order: the id is bound to it in
+/// the idempotency records, under the scope and key the pay notices used before migration
+/// 0004, so that it replays that order again and refuses another payment with `10005`
+/// (§2.3: a key answered once keeps its meaning). An order's own idempotent id needs no
+/// record: it is the order row's unique column.
+struct BoundKey {
+    scope: String,
+    key: String,
+    /// What [`Tx::lock_key`] serialises on: a notice creating an order under the id and one
+    /// binding the id to an existing order exclude each other through it, as no row or unique
+    /// constraint is common to both.
+    lock: String,
+}
+
+impl BoundKey {
+    fn new(provider_id: i64, idempotent_id: &str) -> Self {
+        let scope = format!("{METHOD}:{provider_id}");
+        Self {
+            lock: format!("{scope}:{idempotent_id}"),
+            key: format!("idempotent:{idempotent_id}"),
+            scope,
+        }
+    }
+}
+
+/// The replay of an idempotent id bound to the order `order_id` (see [`BoundKey`]).
+fn replay_bound(
+    tx: &mut dyn Tx,
+    order_id: &str,
+    app_key: &str,
+    open_id_key: &str,
+) -> Result<Result<Accepted, Refusal>, StoreError> {
+    let order_id: i64 = order_id
+        .parse()
+        .map_err(|_| StoreError::Backend(format!("bound order id {order_id:?} is not a number")))?;
+    let row = tx
+        .query_opt(
+            "SELECT order_id, user_id FROM right_orders WHERE order_id = ?",
+            args![order_id],
+        )?
+        .ok_or_else(|| StoreError::Backend(format!("bound order {order_id} is missing")))?;
+    Ok(Ok(replay(&row, app_key, open_id_key)))
 }
 
 /// The first answer for a known notice, for the calling app: the same order, with the caller's

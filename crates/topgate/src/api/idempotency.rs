@@ -1,7 +1,8 @@
 //! The idempotency records of the supplier and opentrade notices: (scope, key) → hash of the
 //! normalised request and the business payload first answered, unique by primary key so that
 //! concurrent duplicates, on any number of nodes, resolve to one winner. (Pay notices keep
-//! theirs on the right order they created; see `diantao`.)
+//! theirs on the right order they created; only an idempotent id bound to an order it did not
+//! create is recorded here: see `diantao`.)
 
 use crate::args;
 use crate::store::{StoreError, Tx};

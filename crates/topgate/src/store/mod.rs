@@ -171,6 +171,13 @@ pub trait Tx {
     fn lock_row(&mut self, _table: &str, _column: &str, _id: i64) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// Holds a lock named `key` until the transaction ends, so that concurrent writers deciding
+    /// about one key (on any node) take turns even while no row of it exists yet, and each
+    /// reads the other's result. Backends whose writes are already serialised need do nothing.
+    fn lock_key(&mut self, _key: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A unit of write work. A backend runs it in a transaction, may run it again in a fresh one

@@ -196,6 +196,14 @@ impl Tx for PgTx<'_> {
         .map(|_| ())
     }
 
+    fn lock_key(&mut self, key: &str) -> Result<(), StoreError> {
+        self.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))",
+            &[SqlArg::Text(key)],
+        )
+        .map(|_| ())
+    }
+
     fn execute(&mut self, sql: &str, args: &[SqlArg<'_>]) -> Result<u64, StoreError> {
         let conn = &mut **self.conn;
         self.handle
