@@ -25,6 +25,9 @@ pub struct Settings {
     pub timestamp_any_zone: bool,
     /// Largest request body accepted.
     pub body_limit_bytes: usize,
+    /// How long a client may take to send a request's head, and then its body; also how long
+    /// an idle keep-alive connection stays open. A slower client's connection is closed.
+    pub read_timeout_secs: u64,
     /// Bearer token of the admin API; the admin API is off when unset.
     pub admin_token: Option<String>,
     /// ICCIDs: strict (19–20 digits, `89`, Luhn) or lenient (1–20 digits, as the doc examples).
@@ -48,6 +51,7 @@ impl Default for Settings {
             timestamp_window_secs: 600,
             timestamp_any_zone: false,
             body_limit_bytes: 1024 * 1024,
+            read_timeout_secs: 30,
             admin_token: None,
             iccid_strict: false,
             open_id_key: "topgate-open-id".into(),

@@ -1674,6 +1674,68 @@ async fn a_body_over_the_limit_gets_an_error_response_not_413() {
     }
 }
 
+/// Reads from `stream` until the server closes it; what it sent before closing. Fails after
+/// `within` instead of waiting for ever.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, within: Duration) -> Vec<u8> {
+    let mut received = Vec::new();
+    tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("the server closed the connection in time");
+    received
+}
+
+/// A client that never finishes its request (no head, half a head, or a body shorter than it
+/// announced) loses its connection after `read_timeout_secs`; so does an idle keep-alive
+/// connection. A body that never comes whole is answered 408.
+#[tokio::test]
+async fn connections_of_clients_that_stop_sending_are_closed_after_the_read_timeout() {
+    let app = spawn_app_with(|s| s.read_timeout_secs = 1).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let within = Duration::from_secs(10);
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+
+    let mut silent = connect().await.unwrap();
+    assert!(read_until_closed(&mut silent, within).await.is_empty());
+
+    let mut half_head = connect().await.unwrap();
+    half_head
+        .write_all(b"POST /router/rest HTTP/1.1\r\nHost: x\r\nContent-Le")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut half_head, within).await;
+    assert!(
+        !String::from_utf8_lossy(&answer).contains(" 200 "),
+        "{answer:?}"
+    );
+
+    let mut short_body = connect().await.unwrap();
+    short_body
+        .write_all(b"POST /router/rest HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        .await
+        .unwrap();
+    let answer = String::from_utf8(read_until_closed(&mut short_body, within).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+
+    let mut idle = connect().await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = String::from_utf8(read_until_closed(&mut idle, within).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.ends_with("ok"), "{answer}");
+
+    // Clients that keep sending are served as before.
+    assert!(app.ok(&Req::new(TIME_GET)).await["time"].is_string());
+}
+
 /// A body of very many distinct names (here about 130 000 within the 1 MiB limit) is answered
 /// like any other, before any credential is checked: looking each name up among those before
 /// it once made such a body cost the server most of a minute. A signed call carrying thousands
@@ -1693,7 +1755,11 @@ async fn a_body_of_very_many_distinct_names_is_answered_at_once() {
     .await;
     assert_eq!(status, 200);
     let text = String::from_utf8(bytes).unwrap();
-    assert_eq!(error_of(&text).expect("an error_response").code, 21, "{text}");
+    assert_eq!(
+        error_of(&text).expect("an error_response").code,
+        21,
+        "{text}"
+    );
 
     let mut many = Req::new(TIME_GET);
     for i in 0..5_000 {
@@ -1711,7 +1777,11 @@ async fn a_body_of_very_many_distinct_names_is_answered_at_once() {
     )
     .await;
     let text = String::from_utf8(bytes).unwrap();
-    assert_eq!(error_of(&text).expect("an error_response").code, 25, "{text}");
+    assert_eq!(
+        error_of(&text).expect("an error_response").code,
+        25,
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -35,7 +35,8 @@ use top_protocol::{Format, Object, ParamSet, TopError};
 
 use super::{
     answer, authenticate, error_format, load_app, method_label, new_request_id, permitted,
-    read_body, registered, render, run_call, AppState, CallLog, CALL_LOG,
+    read_body, read_timeout, registered, render, run_call, unfinished_body, AppState, BodyError,
+    CallLog, CALL_LOG,
 };
 use crate::apps::AppRecord;
 
@@ -81,8 +82,10 @@ pub async fn serve_batch(State(state): State<Arc<AppState>>, request: Request) -
         return refuse(TopError::invalid_encoding(e.to_string()));
     }
     let limit = state.settings.body_limit_bytes;
-    let Ok(bytes) = read_body(body, limit).await else {
-        return refuse(TopError::body_too_large(limit));
+    let bytes = match read_body(body, limit, read_timeout(&state)).await {
+        Ok(bytes) => bytes,
+        Err(BodyError::Unfinished) => return unfinished_body(&request_id),
+        Err(BodyError::TooLarge(_)) => return refuse(TopError::body_too_large(limit)),
     };
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return refuse(TopError::invalid_encoding("the batch body is not UTF-8"));

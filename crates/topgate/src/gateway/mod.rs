@@ -12,6 +12,7 @@
 pub mod batch;
 pub mod cache;
 pub mod limits;
+mod listen;
 pub mod metrics;
 
 use std::future::Future;
@@ -160,9 +161,10 @@ async fn serve_rest(State(state): State<Arc<AppState>>, request: Request) -> Res
     let started = Instant::now();
     let request_id = new_request_id();
     let limit = state.settings.body_limit_bytes;
-    let bytes = match read_body(body, limit).await {
+    let bytes = match read_body(body, limit, read_timeout(&state)).await {
         Ok(bytes) => bytes,
-        Err(prefix) => {
+        Err(BodyError::Unfinished) => return unfinished_body(&request_id),
+        Err(BodyError::TooLarge(prefix)) => {
             let format = error_format(uri.query(), &prefix);
             tracing::info!(request_id = %request_id, code = 43, "request body over the limit");
             return render(
@@ -270,15 +272,37 @@ fn answer(
     }
 }
 
-/// Reads the body up to `limit` bytes; past it, gives back what was read (whole form pairs
-/// before the cut still tell the client's `format`).
-async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Vec<u8>> {
+/// Why a request's body was not read whole.
+enum BodyError {
+    /// Past the limit: what was read (whole form pairs before the cut still tell the client's
+    /// `format`).
+    TooLarge(Vec<u8>),
+    /// The client stopped sending it, broke it off, or sent it slower than the read timeout.
+    Unfinished,
+}
+
+fn read_timeout(state: &AppState) -> std::time::Duration {
+    std::time::Duration::from_secs(state.settings.read_timeout_secs)
+}
+
+/// Reads the body, up to `limit` bytes and within `timeout` of the head.
+async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<axum::body::Bytes, BodyError> {
+    tokio::time::timeout(timeout, read_body_within(body, limit))
+        .await
+        .unwrap_or(Err(BodyError::Unfinished))
+}
+
+async fn read_body_within(body: Body, limit: usize) -> Result<axum::body::Bytes, BodyError> {
     use http_body_util::BodyExt;
     let mut body = body;
     let mut buf = Vec::new();
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
-            return Err(buf);
+            return Err(BodyError::Unfinished);
         };
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
@@ -286,12 +310,24 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Vec<u8
                 if let Some(cut) = buf.iter().rposition(|b| *b == b'&') {
                     buf.truncate(cut);
                 }
-                return Err(buf);
+                return Err(BodyError::TooLarge(buf));
             }
             buf.extend_from_slice(&data);
         }
     }
     Ok(buf.into())
+}
+
+/// The answer to a request whose body never came whole: no TOP answer, as no call was read,
+/// but HTTP 408, after which the connection is closed (its unread rest cannot be skipped).
+fn unfinished_body(request_id: &str) -> Response {
+    tracing::info!(request_id = %request_id, "request body not received in time or broken off");
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = axum::http::StatusCode::REQUEST_TIMEOUT;
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// The format of an answer given before the parameters could be parsed: the one the query
@@ -485,12 +521,12 @@ async fn run_call(
 
 /// Serves until SIGINT or SIGTERM, then lets in-flight calls finish.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            shutdown_signal().await;
-            tracing::info!("shutting down");
-        })
-        .await
+    let read_timeout = std::time::Duration::from_secs(state.settings.read_timeout_secs);
+    listen::serve_until(listener, router(state), read_timeout, async {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+    })
+    .await
 }
 
 /// Resolves on SIGINT or SIGTERM.
