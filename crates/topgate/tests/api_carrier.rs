@@ -445,6 +445,18 @@ async fn malformed_fields_are_isv_invalid_parameter() {
             .is_some_and(|m| m.contains("notify_type not supported")),
         "{e}"
     );
+    // A document that is no JSON at all says why, rather than that it is not an object: here
+    // a number too large for any JSON reader.
+    let huge = format!(r#"{{"order_no":1{},"notify_type":"0"}}"#, "0".repeat(400));
+    for (raw, reason) in [
+        (huge.as_str(), "is not valid JSON: number out of range"),
+        ("{\"order_no\":", "is not valid JSON: EOF while parsing"),
+        ("[1, 2]", "is not a JSON object"),
+    ] {
+        let e = app.error(&supplier(&base()).param(MODEL, raw)).await;
+        let sub_msg = e["sub_msg"].as_str().unwrap_or_default();
+        assert!(sub_msg.contains(&format!("{MODEL} {reason}")), "{e}");
+    }
 }
 
 #[tokio::test]

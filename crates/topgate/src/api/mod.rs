@@ -52,7 +52,13 @@ impl Fields {
             .ok_or_else(|| TopError::business_missing(name))?;
         match serde_json::from_str::<Json>(raw) {
             Ok(Json::Object(map)) => Ok(Self { name, map }),
-            _ => Err(TopError::business_invalid(name, "is not a JSON object")),
+            Ok(_) => Err(TopError::business_invalid(name, "is not a JSON object")),
+            // serde_json's reason names the place (a number out of range, a stray character),
+            // which "not an object" would hide in a document that otherwise is one.
+            Err(e) => Err(TopError::business_invalid(
+                name,
+                &format!("is not valid JSON: {e}"),
+            )),
         }
     }
 
