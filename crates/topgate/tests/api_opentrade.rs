@@ -227,6 +227,55 @@ async fn a_consigned_trade_can_still_be_settled() {
     assert_eq!(t["refunds"][0]["amount"], 700);
 }
 
+/// A trade the admin API settled (refund, or consign and confirm) leaves the open-trade handling
+/// `PENDING`; the first callback agreeing with it is acknowledged and settles the handling with
+/// its result, and a later agreeing one changes nothing more.
+#[tokio::test]
+async fn a_callback_agreeing_with_an_admin_settlement_settles_the_handling() {
+    let app = spawn_app().await;
+    open_trade(&app, 6120, &[(61201, 500)], "WAIT_SELLER_SEND_GOODS").await;
+    open_trade(&app, 6121, &[(61211, 700)], "WAIT_SELLER_SEND_GOODS").await;
+    for (path, status) in [
+        ("/admin/trades/6120/refund", 200),
+        ("/admin/trades/6121/consign", 200),
+        ("/admin/trades/6121/confirm", 200),
+    ] {
+        assert_eq!(
+            app.admin(Method::POST, path, None).await.0,
+            status,
+            "{path}"
+        );
+    }
+    for (tid, success, handling, code) in [
+        (6120, false, "FAILED", "E001"),
+        (6121, true, "SUCCEEDED", "0000"),
+    ] {
+        assert_eq!(app.trade(tid).await["open_trade"]["handling"], "PENDING");
+        let r = result(
+            &app,
+            &opentrade(&callback(tid, None, success, &format!("a-{tid}"))),
+        )
+        .await;
+        assert_eq!(r["success"], true, "{r}");
+        assert_eq!(r["error_msg"], "消息处理成功：订单已处理，结果一致", "{r}");
+        let settled = app.trade(tid).await;
+        assert_eq!(settled["open_trade"]["handling"], handling, "{settled}");
+        assert_eq!(settled["open_trade"]["result_code"], code, "{settled}");
+        let mut again = callback(tid, None, success, &format!("b-{tid}"));
+        again["result_code"] = json!("LATER");
+        let r = result(&app, &opentrade(&again)).await;
+        assert_eq!(r["success"], true, "{r}");
+        assert_eq!(app.trade(tid).await, settled, "the first result stays");
+        refused(
+            &app,
+            &opentrade(&callback(tid, None, !success, &format!("c-{tid}"))),
+            tid,
+            "ORDER_ALREADY_FINISHED",
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn missing_fields_are_missing_parameter() {
     let app = spawn_app().await;

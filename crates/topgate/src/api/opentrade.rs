@@ -6,7 +6,10 @@
 //! sub-order is (closed if all failed, finished otherwise). `req_id` is the idempotency key,
 //! scoped to the seller: the same payload replays the first answer, a different one is
 //! `REQ_ID_CONFLICT`. A new `req_id` on an already settled order succeeds when it reports the
-//! same outcome (`error_msg` says so) and is `ORDER_ALREADY_FINISHED` otherwise.
+//! same outcome (`error_msg` says so) and is `ORDER_ALREADY_FINISHED` otherwise; when the trade
+//! was settled without a callback (by the admin API), that first agreeing callback settles the
+//! open-trade handling and records its result. A trade already consigned (by the admin API) is
+//! still settled by a callback: success then only confirms receipt.
 
 use serde_json::json;
 use top_protocol::registry::{MethodSpec, ParamKind, ParamSpec};
@@ -253,24 +256,55 @@ fn apply(
                 format!("订单已处理，状态为{}", trade.status),
             );
         }
+        if trades::is_final(&trade.status) {
+            record_result_of_settled_trade(tx, &trade, cb, now_ms)?;
+        }
         ALREADY_MSG
     } else {
         if !settled.is_empty() {
             return refuse("ORDER_ALREADY_FINISHED", "部分子订单已处理");
         }
         settle(tx, &trade, &subs, &target, cb, now_ms)?;
-        crate::events::emit(
-            tx,
-            "opentrade.settled",
-            &format!("trade:{}", trade.tid),
-            &json!({"tid": trade.tid, "sub_order_no": cb.sub_order_no, "success": cb.success,
-                "req_id": cb.req_id, "result_code": cb.result_code}),
-            now_ms,
-        )?;
+        emit_settled(tx, trade.tid, cb, now_ms)?;
         OK_MSG
     };
     idempotency::record(tx, &scope, &cb.req_id, &hash, msg, now_ms)?;
     Ok(Ok(msg.to_string()))
+}
+
+/// A trade settled without a callback (an admin refund or confirm) leaves its open-trade
+/// handling `PENDING`; the first callback that reports the same outcome settles the handling
+/// and records its result, as a callback that settled the trade itself would have.
+fn record_result_of_settled_trade(
+    tx: &mut dyn Tx,
+    trade: &trades::Trade,
+    cb: &Callback,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let handling = if trade.status == "TRADE_FINISHED" {
+        "SUCCEEDED"
+    } else {
+        "FAILED"
+    };
+    let updated = tx.execute(
+        "UPDATE open_trade_infos SET handling = ?, result_code = ?, result_desc = ?, first_charge_amount = COALESCE(?, first_charge_amount), first_charge_time = COALESCE(?, first_charge_time), ext = COALESCE(?, ext) WHERE tid = ? AND handling = 'PENDING'",
+        args![handling, cb.result_code.clone(), cb.result_desc.clone(), cb.first_charge_amount, cb.first_charge_time, cb.ext.clone(), trade.tid],
+    )?;
+    if updated > 0 {
+        emit_settled(tx, trade.tid, cb, now_ms)?;
+    }
+    Ok(())
+}
+
+fn emit_settled(tx: &mut dyn Tx, tid: i64, cb: &Callback, now_ms: i64) -> Result<(), StoreError> {
+    crate::events::emit(
+        tx,
+        "opentrade.settled",
+        &format!("trade:{tid}"),
+        &json!({"tid": tid, "sub_order_no": cb.sub_order_no, "success": cb.success,
+            "req_id": cb.req_id, "result_code": cb.result_code}),
+        now_ms,
+    )
 }
 
 fn settle(
