@@ -151,7 +151,10 @@ impl TopClientBuilder {
     }
     pub fn build(self) -> Result<TopClient, Error> {
         Ok(TopClient {
-            http: reqwest::Client::builder().timeout(self.timeout).build()?,
+            http: reqwest::Client::builder()
+                .timeout(self.timeout)
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .build()?,
             url: self.url,
             app_key: self.app_key,
             secret: self.secret,
@@ -162,6 +165,11 @@ impl TopClientBuilder {
         })
     }
 }
+
+/// How long an idle keep-alive connection is kept for reuse: below the 30 s after which
+/// topgate (`read_timeout_secs`) closes one, so that a call is not sent on a connection the
+/// server is closing at that moment.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl TopClient {
     /// Defaults: `hmac-sha256`, JSON, not simplified, 30 s timeout, no session.
