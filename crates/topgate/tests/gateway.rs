@@ -1583,6 +1583,47 @@ async fn go_style_multipart_with_every_parameter_as_a_part_is_accepted() {
     assert_lianbei_found(&String::from_utf8(bytes).unwrap());
 }
 
+/// A multipart body that cannot be read (a text part that is not UTF-8) is refused with 47 in
+/// the format its own `format` part names, as a form body's would be.
+#[tokio::test]
+async fn an_unreadable_multipart_body_is_refused_in_the_format_it_names() {
+    let app = spawn_app().await;
+    let boundary = "a1b2c3d4e5f6";
+    for (format, xml) in [("json", false), ("xml", true)] {
+        let mut body = Vec::new();
+        for (n, v) in [("method", TIME_GET), ("format", format)] {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{n}\"\r\n\r\n{v}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"remark\"\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(b"\xff\xfe\r\n");
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let (status, _, bytes) = post_raw(
+            &app,
+            "/router/rest",
+            None,
+            Some(&format!("multipart/form-data; boundary={boundary}")),
+            body,
+        )
+        .await;
+        assert_eq!(status, 200);
+        let text = String::from_utf8(bytes).unwrap();
+        assert_eq!(text.starts_with("<?xml"), xml, "{text}");
+        assert_eq!(
+            error_of(&text).expect("an error_response").code,
+            47,
+            "{text}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn gzip_only_when_the_client_asks() {
     let app = spawn_app().await;

@@ -63,7 +63,7 @@ pub const MAX_CALLS: usize = 50;
 /// A batch sent by GET has no body for its calls: code 9, `Http action not allowed` (in HTTP
 /// 200, as every TOP answer).
 pub async fn refuse_get(uri: Uri) -> Response {
-    let format = error_format(uri.query(), &[]);
+    let format = error_format(uri.query(), None, &[]);
     let error = TopError::new(9).with_sub_msg("a batch is sent by POST, its calls in the body");
     render(write_error(&error, &new_request_id(), format), format)
 }

@@ -165,7 +165,7 @@ async fn serve_rest(State(state): State<Arc<AppState>>, request: Request) -> Res
         Ok(bytes) => bytes,
         Err(BodyError::Unfinished) => return unfinished_body(&request_id),
         Err(BodyError::TooLarge(prefix)) => {
-            let format = error_format(uri.query(), &prefix);
+            let format = error_format(uri.query(), content_type(&headers), &prefix);
             tracing::info!(request_id = %request_id, code = 43, "request body over the limit");
             return render(
                 write_error(&TopError::body_too_large(limit), &request_id, format),
@@ -173,13 +173,11 @@ async fn serve_rest(State(state): State<Arc<AppState>>, request: Request) -> Res
             );
         }
     };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
+    let content_type = content_type(&headers);
     let params = match ParamSet::from_request(uri.query(), content_type, &bytes) {
         Ok(params) => params,
         Err(e) => {
-            let format = error_format(uri.query(), &bytes);
+            let format = error_format(uri.query(), content_type, &bytes);
             tracing::info!(request_id = %request_id, code = 47, "unreadable parameters");
             return render(
                 write_error(
@@ -331,13 +329,43 @@ fn unfinished_body(request_id: &str) -> Response {
 }
 
 /// The format of an answer given before the parameters could be parsed: the one the query
-/// names, else the one the (possibly cut) body names (Node and Go send everything there), else
-/// XML. Query first, as for every parameter; worked out only on these error paths.
-fn error_format(query: Option<&str>, body: &[u8]) -> Format {
+/// names, else the one the (possibly cut) body names (Node and Go send everything there, and
+/// Python's multipart body holds the system parameters too), else XML. Query first, as for
+/// every parameter; worked out only on these error paths.
+fn error_format(query: Option<&str>, content_type: Option<&str>, body: &[u8]) -> Format {
+    let multipart = content_type.is_some_and(|ct| {
+        ct.trim_start()
+            .get(..10)
+            .is_some_and(|kind| kind.eq_ignore_ascii_case("multipart/"))
+    });
     query
         .and_then(|q| form_format(q.as_bytes()))
-        .or_else(|| form_format(body))
+        .or_else(|| {
+            if multipart {
+                multipart_format(body)
+            } else {
+                form_format(body)
+            }
+        })
         .unwrap_or(Format::Xml)
+}
+
+/// The `format` part of a multipart body that may not parse as a whole: the value between the
+/// blank line after `name="format"` and the next line break.
+fn multipart_format(body: &[u8]) -> Option<Format> {
+    let named = memchr::memmem::find(body, b"name=\"format\"")?;
+    let rest = &body[named..];
+    let start = memchr::memmem::find(rest, b"\r\n\r\n")? + 4;
+    let value = &rest[start..];
+    let end = memchr::memmem::find(value, b"\r\n").unwrap_or(value.len());
+    let value = std::str::from_utf8(&value[..end]).ok()?;
+    Format::from_param(Some(value))
+}
+
+fn content_type(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// The `format` of a form string, when it names a valid one: errors raised before the full
