@@ -1571,8 +1571,13 @@ async fn go_style_multipart_with_every_parameter_as_a_part_is_accepted() {
     body.extend_from_slice(
         format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"@a.png\"\r\nContent-Type: application/octet-stream\r\n\r\nDATA\r\n--{boundary}--\r\n").as_bytes(),
     );
+    assert_lianbei_found(&post_multipart(&app, boundary, body).await);
+}
+
+/// Posts a multipart `body` without a query string; the answer's text (HTTP 200 asserted).
+async fn post_multipart(app: &TestApp, boundary: &str, body: Vec<u8>) -> String {
     let (status, _, bytes) = post_raw(
-        &app,
+        app,
         "/router/rest",
         None,
         Some(&format!("multipart/form-data; boundary={boundary}")),
@@ -1580,7 +1585,7 @@ async fn go_style_multipart_with_every_parameter_as_a_part_is_accepted() {
     )
     .await;
     assert_eq!(status, 200);
-    assert_lianbei_found(&String::from_utf8(bytes).unwrap());
+    String::from_utf8(bytes).unwrap()
 }
 
 /// A multipart body that cannot be read (a text part that is not UTF-8) is refused with 47 in
@@ -1605,16 +1610,7 @@ async fn an_unreadable_multipart_body_is_refused_in_the_format_it_names() {
         );
         body.extend_from_slice(b"\xff\xfe\r\n");
         body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-        let (status, _, bytes) = post_raw(
-            &app,
-            "/router/rest",
-            None,
-            Some(&format!("multipart/form-data; boundary={boundary}")),
-            body,
-        )
-        .await;
-        assert_eq!(status, 200);
-        let text = String::from_utf8(bytes).unwrap();
+        let text = post_multipart(&app, boundary, body).await;
         assert_eq!(text.starts_with("<?xml"), xml, "{text}");
         assert_eq!(
             error_of(&text).expect("an error_response").code,
