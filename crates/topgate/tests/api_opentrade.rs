@@ -274,6 +274,28 @@ async fn a_callback_agreeing_with_an_admin_settlement_settles_the_handling() {
         )
         .await;
     }
+
+    // A callback naming a sub-order agrees with that sub-order, not with the trade the admin
+    // then refunded: it is acknowledged but settles nothing; a whole-trade failure does.
+    open_trade(
+        &app,
+        6122,
+        &[(61221, 300), (61222, 400)],
+        "WAIT_SELLER_SEND_GOODS",
+    )
+    .await;
+    let r = result(&app, &opentrade(&callback(6122, Some(61221), true, "s-1"))).await;
+    assert_eq!(r["success"], true, "{r}");
+    let (s, _) = app
+        .admin(Method::POST, "/admin/trades/6122/refund", None)
+        .await;
+    assert_eq!(s, 200);
+    let r = result(&app, &opentrade(&callback(6122, Some(61221), true, "s-2"))).await;
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(app.trade(6122).await["open_trade"]["handling"], "PENDING");
+    let r = result(&app, &opentrade(&callback(6122, None, false, "s-3"))).await;
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(app.trade(6122).await["open_trade"]["handling"], "FAILED");
 }
 
 #[tokio::test]

@@ -256,7 +256,9 @@ fn apply(
                 format!("订单已处理，状态为{}", trade.status),
             );
         }
-        if trades::is_final(&trade.status) {
+        // Only a callback agreeing with the trade's own outcome: one naming a sub-order agrees
+        // with that sub-order, which an admin refund or confirm may since have contradicted.
+        if trade.status == wanted {
             record_result_of_settled_trade(tx, &trade, cb, now_ms)?;
         }
         ALREADY_MSG
