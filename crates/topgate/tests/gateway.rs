@@ -1761,6 +1761,25 @@ async fn connections_of_clients_that_stop_sending_are_closed_after_the_read_time
     let answer = String::from_utf8(read_until_closed(&mut short_body, within).await).unwrap();
     assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
 
+    // The admin API too, with or without its token (which is checked before the body is read).
+    for authorization in ["", &format!("Authorization: Bearer {ADMIN_TOKEN}\r\n")] {
+        let mut admin_body = connect().await.unwrap();
+        let head = format!(
+            "POST /admin/users HTTP/1.1\r\nHost: x\r\n{authorization}Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+        );
+        admin_body.write_all(head.as_bytes()).await.unwrap();
+        let answer = String::from_utf8(read_until_closed(&mut admin_body, within).await).unwrap();
+        let status = if authorization.is_empty() {
+            "401"
+        } else {
+            "408"
+        };
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+    }
+
     let mut idle = connect().await.unwrap();
     idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await

@@ -1,12 +1,19 @@
 //! The admin API: JSON over HTTP under `/admin/`, behind a bearer token (off when no token is
 //! configured: every admin path then answers 404). It exposes the operations of [`ops`].
+//!
+//! One layer ([`guard`]) fronts every admin route, the event sinks' included: it checks the token
+//! before anything of the body is read, then reads the body within the gateway's read timeout
+//! and body limit, so that no client can hold a connection (or a graceful stop) by never
+//! finishing a body.
 
 pub mod ops;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -14,7 +21,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use crate::clock::millis;
-use crate::gateway::AppState;
+use crate::gateway::{read_body, read_timeout, unfinished_body, AppState, BodyError};
 use crate::store::StoreError;
 use ops::AdminError;
 
@@ -45,11 +52,30 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/right-orders/{id}", get(right_order))
         .route("/admin/right-orders/{id}/{event}", post(right_order_event))
         .merge(crate::events::admin::router())
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), guard))
         .with_state(state)
 }
 
+/// Lets a request through to an admin route once it carries the token and its whole body.
+async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    if let Some(denied) = deny(&state, request.headers()) {
+        return denied;
+    }
+    let (parts, body) = request.into_parts();
+    let limit = state.settings.body_limit_bytes;
+    let body = match read_body(body, limit, read_timeout(&state)).await {
+        Ok(bytes) => Body::from(bytes),
+        Err(BodyError::Unfinished) => return unfinished_body(None),
+        Err(BodyError::TooLarge(_)) => {
+            let error = json!({"error": format!("the body is over {limit} bytes")});
+            return (StatusCode::PAYLOAD_TOO_LARGE, Json(error)).into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, body)).await
+}
+
 /// `Some(denial)` unless the request carries the configured bearer token.
-pub(crate) fn deny(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+fn deny(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = state
         .settings
         .admin_token
@@ -76,13 +102,10 @@ pub(crate) fn deny(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     }
 }
 
-async fn run<F>(state: &AppState, headers: &HeaderMap, mut f: F) -> Response
+async fn run<F>(state: &AppState, mut f: F) -> Response
 where
     F: FnMut(&mut dyn crate::store::Tx, i64) -> Result<Value, AdminError> + Send + 'static,
 {
-    if let Some(denied) = deny(state, headers) {
-        return denied;
-    }
     let now_ms = millis(state.clock.now());
     let outcome = state
         .store
@@ -103,22 +126,17 @@ where
 async fn create(
     State(state): State<Arc<AppState>>,
     Path(resource): Path<String>,
-    headers: HeaderMap,
     body: Json<Value>,
 ) -> Response {
     let Json(body) = body;
-    run(&state, &headers, move |tx, now| {
+    run(&state, move |tx, now| {
         ops::create(tx, &resource, &body, now)
     })
     .await
 }
 
-async fn list(
-    State(state): State<Arc<AppState>>,
-    Path(resource): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    run(&state, &headers, move |tx, _| match resource.as_str() {
+async fn list(State(state): State<Arc<AppState>>, Path(resource): Path<String>) -> Response {
+    run(&state, move |tx, _| match resource.as_str() {
         "idempotency" => ops::list_idempotency(tx),
         "right-orders" => ops::list_right_orders(tx),
         "apps" => Ok(json!(crate::apps::list_apps(tx)?
@@ -130,39 +148,29 @@ async fn list(
     .await
 }
 
-async fn trade(
-    State(state): State<Arc<AppState>>,
-    Path(tid): Path<i64>,
-    headers: HeaderMap,
-) -> Response {
-    run(&state, &headers, move |tx, _| ops::get_trade(tx, tid)).await
+async fn trade(State(state): State<Arc<AppState>>, Path(tid): Path<i64>) -> Response {
+    run(&state, move |tx, _| ops::get_trade(tx, tid)).await
 }
 
 async fn trade_event(
     State(state): State<Arc<AppState>>,
     Path((tid, event)): Path<(i64, String)>,
-    headers: HeaderMap,
 ) -> Response {
-    run(&state, &headers, move |tx, now| {
+    run(&state, move |tx, now| {
         ops::trade_event(tx, tid, &event, now)
     })
     .await
 }
 
-async fn right_order(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<i64>,
-    headers: HeaderMap,
-) -> Response {
-    run(&state, &headers, move |tx, _| ops::get_right_order(tx, id)).await
+async fn right_order(State(state): State<Arc<AppState>>, Path(id): Path<i64>) -> Response {
+    run(&state, move |tx, _| ops::get_right_order(tx, id)).await
 }
 
 async fn right_order_event(
     State(state): State<Arc<AppState>>,
     Path((id, event)): Path<(i64, String)>,
-    headers: HeaderMap,
 ) -> Response {
-    run(&state, &headers, move |tx, now| {
+    run(&state, move |tx, now| {
         ops::right_order_event(tx, id, &event, now)
     })
     .await

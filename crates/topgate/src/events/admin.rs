@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -506,14 +505,12 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/admin/sinks/{id}/redeliver", post(http_redeliver))
 }
 
-/// Runs `f` in a write transaction behind the admin token (a refusal changes nothing).
-async fn write<F>(state: &AppState, headers: &HeaderMap, mut f: F) -> Response
+/// Runs `f` in a write transaction (a refusal changes nothing). The admin router's guard has
+/// checked the token.
+async fn write<F>(state: &AppState, mut f: F) -> Response
 where
     F: FnMut(&mut dyn Tx, i64) -> Result<Value, AdminError> + Send + 'static,
 {
-    if let Some(denied) = crate::admin::deny(state, headers) {
-        return denied;
-    }
     let now = millis(state.clock.now());
     match state
         .store
@@ -526,14 +523,11 @@ where
     }
 }
 
-/// Runs `f` on a read snapshot behind the admin token.
-async fn read<F>(state: &AppState, headers: &HeaderMap, f: F) -> Response
+/// Runs `f` on a read snapshot.
+async fn read<F>(state: &AppState, f: F) -> Response
 where
     F: FnOnce(&mut dyn Tx) -> Result<Value, AdminError> + Send + 'static,
 {
-    if let Some(denied) = crate::admin::deny(state, headers) {
-        return denied;
-    }
     match state.store.read(move |tx| Ok::<_, StoreError>(f(tx))).await {
         Ok(Ok(value)) => Json(value).into_response(),
         Ok(Err(e)) => e.into_response(),
@@ -550,63 +544,41 @@ struct Page {
 
 async fn http_list_events(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Query(q): Query<EventQuery>,
 ) -> Response {
-    read(&state, &headers, move |tx| list_events(tx, &q)).await
+    read(&state, move |tx| list_events(tx, &q)).await
 }
 
-async fn http_get_event(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<i64>,
-    headers: HeaderMap,
-) -> Response {
-    read(&state, &headers, move |tx| get_event(tx, id)).await
+async fn http_get_event(State(state): State<Arc<AppState>>, Path(id): Path<i64>) -> Response {
+    read(&state, move |tx| get_event(tx, id)).await
 }
 
-async fn http_event_attempts(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<i64>,
-    headers: HeaderMap,
-) -> Response {
-    read(&state, &headers, move |tx| event_attempts(tx, id)).await
+async fn http_event_attempts(State(state): State<Arc<AppState>>, Path(id): Path<i64>) -> Response {
+    read(&state, move |tx| event_attempts(tx, id)).await
 }
 
-async fn http_list_sinks(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    read(&state, &headers, list_sinks).await
+async fn http_list_sinks(State(state): State<Arc<AppState>>) -> Response {
+    read(&state, list_sinks).await
 }
 
-async fn http_create_sink(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    // The token is checked before the body is looked at.
-    if let Some(denied) = crate::admin::deny(&state, &headers) {
-        return denied;
-    }
+async fn http_create_sink(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let new: NewSink = match serde_json::from_slice(&body) {
         Ok(new) => new,
         Err(e) => return invalid(e.to_string()).into_response(),
     };
-    write(&state, &headers, move |tx, now| create_sink(tx, &new, now)).await
+    write(&state, move |tx, now| create_sink(tx, &new, now)).await
 }
 
-async fn http_get_sink(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<i64>,
-    headers: HeaderMap,
-) -> Response {
-    read(&state, &headers, move |tx| get_sink(tx, id)).await
+async fn http_get_sink(State(state): State<Arc<AppState>>, Path(id): Path<i64>) -> Response {
+    read(&state, move |tx| get_sink(tx, id)).await
 }
 
 async fn http_sink_deliveries(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     Query(p): Query<Page>,
 ) -> Response {
-    read(&state, &headers, move |tx| {
+    read(&state, move |tx| {
         sink_deliveries(tx, id, p.state.as_deref(), p.after, p.limit)
     })
     .await
@@ -615,49 +587,27 @@ async fn http_sink_deliveries(
 async fn http_sink_attempts(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     Query(p): Query<Page>,
 ) -> Response {
-    read(&state, &headers, move |tx| sink_attempts(tx, id, p.limit)).await
+    read(&state, move |tx| sink_attempts(tx, id, p.limit)).await
 }
 
-async fn http_enable(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<i64>,
-    headers: HeaderMap,
-) -> Response {
-    write(&state, &headers, move |tx, now| {
-        set_sink_enabled(tx, id, true, now)
-    })
-    .await
+async fn http_enable(State(state): State<Arc<AppState>>, Path(id): Path<i64>) -> Response {
+    write(&state, move |tx, now| set_sink_enabled(tx, id, true, now)).await
 }
 
-async fn http_disable(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<i64>,
-    headers: HeaderMap,
-) -> Response {
-    write(&state, &headers, move |tx, now| {
-        set_sink_enabled(tx, id, false, now)
-    })
-    .await
+async fn http_disable(State(state): State<Arc<AppState>>, Path(id): Path<i64>) -> Response {
+    write(&state, move |tx, now| set_sink_enabled(tx, id, false, now)).await
 }
 
 async fn http_redeliver(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(denied) = crate::admin::deny(&state, &headers) {
-        return denied;
-    }
     let what: Redeliver = match serde_json::from_slice(&body) {
         Ok(w) => w,
         Err(e) => return invalid(e.to_string()).into_response(),
     };
-    write(&state, &headers, move |tx, now| {
-        redeliver(tx, id, &what, now)
-    })
-    .await
+    write(&state, move |tx, now| redeliver(tx, id, &what, now)).await
 }

@@ -84,7 +84,7 @@ pub async fn serve_batch(State(state): State<Arc<AppState>>, request: Request) -
     let limit = state.settings.body_limit_bytes;
     let bytes = match read_body(body, limit, read_timeout(&state)).await {
         Ok(bytes) => bytes,
-        Err(BodyError::Unfinished) => return unfinished_body(&request_id),
+        Err(BodyError::Unfinished) => return unfinished_body(Some(&request_id)),
         Err(BodyError::TooLarge(_)) => return refuse(TopError::body_too_large(limit)),
     };
     let Ok(text) = std::str::from_utf8(&bytes) else {

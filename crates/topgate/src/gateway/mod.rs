@@ -163,7 +163,7 @@ async fn serve_rest(State(state): State<Arc<AppState>>, request: Request) -> Res
     let limit = state.settings.body_limit_bytes;
     let bytes = match read_body(body, limit, read_timeout(&state)).await {
         Ok(bytes) => bytes,
-        Err(BodyError::Unfinished) => return unfinished_body(&request_id),
+        Err(BodyError::Unfinished) => return unfinished_body(Some(&request_id)),
         Err(BodyError::TooLarge(prefix)) => {
             let format = error_format(uri.query(), content_type(&headers), &prefix);
             tracing::info!(request_id = %request_id, code = 43, "request body over the limit");
@@ -271,7 +271,7 @@ fn answer(
 }
 
 /// Why a request's body was not read whole.
-enum BodyError {
+pub(crate) enum BodyError {
     /// Past the limit: what was read (whole form pairs before the cut still tell the client's
     /// `format`).
     TooLarge(Vec<u8>),
@@ -279,12 +279,12 @@ enum BodyError {
     Unfinished,
 }
 
-fn read_timeout(state: &AppState) -> std::time::Duration {
+pub(crate) fn read_timeout(state: &AppState) -> std::time::Duration {
     std::time::Duration::from_secs(state.settings.read_timeout_secs)
 }
 
 /// Reads the body, up to `limit` bytes and within `timeout` of the head.
-async fn read_body(
+pub(crate) async fn read_body(
     body: Body,
     limit: usize,
     timeout: std::time::Duration,
@@ -318,8 +318,11 @@ async fn read_body_within(body: Body, limit: usize) -> Result<axum::body::Bytes,
 
 /// The answer to a request whose body never came whole: no TOP answer, as no call was read,
 /// but HTTP 408, after which the connection is closed (its unread rest cannot be skipped).
-fn unfinished_body(request_id: &str) -> Response {
-    tracing::info!(request_id = %request_id, "request body not received in time or broken off");
+pub(crate) fn unfinished_body(request_id: Option<&str>) -> Response {
+    tracing::info!(
+        request_id = request_id.unwrap_or(""),
+        "request body not received in time or broken off"
+    );
     let mut response = Response::new(Body::empty());
     *response.status_mut() = axum::http::StatusCode::REQUEST_TIMEOUT;
     response
