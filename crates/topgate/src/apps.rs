@@ -182,7 +182,8 @@ pub struct SessionRecord {
     pub expires_at_ms: i64,
 }
 
-/// Creates a session (a given key is kept if it exists already, for idempotent seeding).
+/// Creates a session; a key that exists already is a constraint violation (409 in the admin
+/// API), never an answer with the existing session of possibly another app or user.
 pub fn create_session(
     tx: &mut dyn Tx,
     app_key: &str,
@@ -192,7 +193,7 @@ pub fn create_session(
 ) -> Result<SessionRecord, StoreError> {
     let key = session_key.map_or_else(|| format!("6100{}", random_token(48)), str::to_string);
     tx.execute(
-        "INSERT INTO sessions (session_key, app_key, user_id, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (session_key) DO NOTHING",
+        "INSERT INTO sessions (session_key, app_key, user_id, expires_at) VALUES (?, ?, ?, ?)",
         args![key.as_str(), app_key, user_id, expires_at_ms],
     )?;
     load_session(tx, &key)?.ok_or_else(|| StoreError::Aborted("session vanished".into()))

@@ -63,7 +63,14 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Loads the layers; `topgate.toml` is optional, but a file named explicitly must exist.
     pub fn load(config_file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        if let Some(file) = config_file.filter(|f| !f.is_file()) {
+            return Err(Box::new(figment::Error::from(format!(
+                "the settings file {} does not exist",
+                file.display()
+            ))));
+        }
         let file = config_file.unwrap_or_else(|| Path::new("topgate.toml"));
         Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(file))

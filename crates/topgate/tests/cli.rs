@@ -238,6 +238,38 @@ fn app_create_list_disable_rotate_and_session_create() {
         .success());
 }
 
+/// A settings file named with `--config` must exist, and a database URL of another scheme is
+/// refused by its scheme alone (the rest may hold a password), never taken for a file path.
+#[test]
+fn a_missing_config_file_and_an_unknown_database_scheme_are_errors() {
+    let scratch = Scratch::new();
+    let out = scratch.run(&["--config", "nope.toml", "app", "list"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nope.toml does not exist"), "{stderr}");
+
+    let out = Command::new(BIN)
+        .current_dir(scratch.path())
+        .env("TOPGATE_LOG", "warn")
+        .args([
+            "--database-url",
+            "mysql://user:s3cretpw@host/db",
+            "app",
+            "list",
+        ])
+        .output()
+        .expect("topgate runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unsupported database URL scheme mysql://"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cretpw"), "{stderr}");
+    let created: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().collect();
+    assert!(created.is_empty(), "{created:?}");
+}
+
 #[test]
 fn sign_explain_prints_v1_canonical_string_and_sign_but_never_the_secret() {
     let s = Scratch::new();

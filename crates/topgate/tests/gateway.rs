@@ -1998,6 +1998,25 @@ async fn empty_values_are_signed_and_kept() {
     assert_eq!(app.error(&without).await["code"], 25);
 }
 
+/// A session key is unique: creating one that exists is a conflict, never an answer with the
+/// existing session (which may be another app's or user's).
+#[tokio::test]
+async fn creating_a_session_under_an_existing_key_is_a_conflict() {
+    let app = spawn_app().await;
+    create_app(
+        &app,
+        json!({"app_key": "second", "secret": "second-secret"}),
+    )
+    .await;
+    let body = json!({"app_key": "second", "user_id": 5001, "session_key": "test-session"});
+    let (status, answer) = app.admin(Method::POST, "/admin/sessions", Some(body)).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer.get("session").is_none(), "{answer}");
+    // The sandbox session still belongs to the sandbox app and its seller.
+    let r = app.ok(&opentrade(&opentrade_example())).await;
+    assert_eq!(r["result"]["success"], true, "{r}");
+}
+
 #[tokio::test]
 async fn expired_sessions_and_empty_app_keys_are_refused() {
     let app = spawn_app().await;

@@ -271,15 +271,21 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the database a URL names: `sqlite://path` (or a bare path), creating and
-    /// migrating it as needed.
+    /// Opens the database a URL names: `sqlite://path` (or a bare path) or `postgres://…`,
+    /// creating and migrating it as needed. Any other `scheme://` is refused (naming only the
+    /// scheme: the rest may hold a password), rather than taken for a file path.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let backend: Arc<dyn Backend> =
-            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                Arc::new(postgres::PgBackend::open(url)?)
-            } else {
-                Arc::new(sqlite::SqliteBackend::open(sqlite::path_from_url(url))?)
-            };
+        let backend: Arc<dyn Backend> = if url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+        {
+            Arc::new(postgres::PgBackend::open(url)?)
+        } else if let Some((scheme, _)) = url.split_once("://").filter(|(s, _)| *s != "sqlite") {
+            return Err(StoreError::Backend(format!(
+                "unsupported database URL scheme {scheme}://: use sqlite://PATH or postgres://…"
+            )));
+        } else {
+            Arc::new(sqlite::SqliteBackend::open(sqlite::path_from_url(url))?)
+        };
         Ok(Self { backend })
     }
 
