@@ -274,6 +274,8 @@ async fn load_target(shared: &Shared, sink_id: i64) -> Result<Option<Target>, St
 }
 
 /// Due heads of `sink_id`, oldest first: the oldest pending delivery of each entity, if due.
+/// `+d.next_at` keeps SQLite from choosing `deliveries_due` for that bound, so that it walks
+/// `deliveries_pending_order` in event order and stops after `limit` heads (the index of SQLite migration 8, PostgreSQL migration 7).
 async fn due_heads(
     shared: &Shared,
     sink_id: i64,
@@ -286,7 +288,7 @@ async fn due_heads(
             let rows = tx.query(
                 "SELECT d.id, e.id, e.event_type, e.entity, e.payload, e.created_at \
                  FROM deliveries d JOIN events e ON e.id = d.event_id \
-                 WHERE d.sink_id = ? AND d.state = 'pending' AND d.next_at <= ? \
+                 WHERE d.sink_id = ? AND d.state = 'pending' AND +d.next_at <= ? \
                  AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.sink_id = d.sink_id \
                    AND p.state = 'pending' AND p.entity = d.entity AND p.event_id < d.event_id) \
                  ORDER BY d.event_id LIMIT ?",

@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("0004_right_order_hashes.sql")),
     (5, include_str!("0005_sub_order_lines_index.sql")),
     (6, include_str!("0006_lianbei_orders.sql")),
+    (7, include_str!("0007_deliveries_pending_order.sql")),
 ];
 /// Serialises schema migrations of nodes starting together.
 const MIGRATION_LOCK: i64 = 0x746f_7067_6174;

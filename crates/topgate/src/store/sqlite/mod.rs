@@ -60,6 +60,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("0005_sub_order_lines_index.sql")),
     (6, include_str!("0006_lianbei_orders.sql")),
     (7, include_str!("0007_right_order_status_check.sql")),
+    (8, include_str!("0008_deliveries_pending_order.sql")),
 ];
 
 /// `sqlite://path`, `sqlite:path` or a bare path.
