@@ -1998,6 +1998,39 @@ async fn empty_values_are_signed_and_kept() {
     assert_eq!(app.error(&without).await["code"], 25);
 }
 
+/// Every admin error is a JSON `{"error": …}`, axum's own rejections included: a body that is
+/// not JSON, a path that does not parse, a query that does not parse, no content type.
+#[tokio::test]
+async fn admin_rejections_are_json_errors() {
+    let app = spawn_app().await;
+    let admin = |path: &str| {
+        app.http
+            .request(Method::POST, format!("{}{path}", app.base))
+            .bearer_auth(ADMIN_TOKEN)
+    };
+    let requests = [
+        admin("/admin/users")
+            .header("content-type", "application/json")
+            .body("{"),
+        admin("/admin/users").body("{}"),
+        admin("/admin/trades/abc/pay"),
+        app.http
+            .get(format!("{}/admin/sinks/1/deliveries?limit=abc", app.base))
+            .bearer_auth(ADMIN_TOKEN),
+    ];
+    for request in requests {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert!((400..500).contains(&status), "{status} {text}");
+        let error: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{text}"));
+        assert!(
+            error["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{text}"
+        );
+    }
+}
+
 /// A session key is unique: creating one that exists is a conflict, never an answer with the
 /// existing session (which may be another app's or user's).
 #[tokio::test]

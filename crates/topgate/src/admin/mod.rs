@@ -4,7 +4,7 @@
 //! One layer ([`guard`]) fronts every admin route, the event sinks' included: it checks the token
 //! before anything of the body is read, then reads the body within the gateway's read timeout
 //! and body limit, so that no client can hold a connection (or a graceful stop) by never
-//! finishing a body.
+//! finishing a body; and it turns axum's plain-text rejections into the API's JSON errors.
 
 pub mod ops;
 
@@ -71,7 +71,26 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
             return (StatusCode::PAYLOAD_TOO_LARGE, Json(error)).into_response();
         }
     };
-    next.run(Request::from_parts(parts, body)).await
+    json_errors(next.run(Request::from_parts(parts, body)).await).await
+}
+
+/// axum's extractor rejections (a body that is not JSON, a path or query that does not parse,
+/// a missing content type) answer in plain text; the admin API answers every error as
+/// `{"error": …}` with the same status.
+async fn json_errors(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !response.status().is_client_error() || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let error = json!({"error": String::from_utf8_lossy(&text)});
+    (parts.status, Json(error)).into_response()
 }
 
 /// `Some(denial)` unless the request carries the configured bearer token.
