@@ -2018,6 +2018,15 @@ async fn admin_rejections_are_json_errors() {
             .get(format!("{}/admin/sinks/1/deliveries?limit=abc", app.base))
             .bearer_auth(ADMIN_TOKEN),
     ];
+    // The scheme of the Authorization header is case-insensitive.
+    let lower = app
+        .http
+        .get(format!("{}/admin/apps", app.base))
+        .header("authorization", format!("bearer {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower.status(), 200);
     for request in requests {
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();

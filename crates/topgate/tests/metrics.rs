@@ -13,6 +13,8 @@ async fn metrics_count_calls_by_method_and_code() {
     assert_eq!(app.error(&bad).await["code"], 25);
     let unknown = Req::new("no.such.method.x1y2");
     assert_eq!(app.error(&unknown).await["code"], 22);
+    let no_app_key = lianbei("1000").param("app_key", "");
+    assert_eq!(app.error(&no_app_key).await["code"], 28);
 
     let resp = app
         .http
@@ -39,6 +41,11 @@ async fn metrics_count_calls_by_method_and_code() {
         has(&["topgate_calls_total{", "method=\"unknown\"", "code=\"22\""]),
         "{text}"
     );
+    assert!(
+        has(&["topgate_calls_total{", lianbei, "code=\"28\""]),
+        "{text}"
+    );
+    assert!(!text.contains("code=\"other\""), "{text}");
     assert!(
         has(&[
             "topgate_call_duration_seconds_bucket{",
