@@ -522,5 +522,30 @@ fn bench_alternates_rounds_with_requests_of_their_own_and_reports_the_median_rat
     // Every pay request of both rounds was a new notice: 300 new right orders, no replays.
     let after = s.json(&["admin", "right-orders"]).as_array().unwrap().len();
     assert_eq!(after - before, 300);
+
+    // A phase without one successful answer (every call signed with a wrong secret) makes the
+    // run fail, after its report.
+    let out = s.run(&[
+        "bench",
+        "--url",
+        &url,
+        "--api",
+        "pay",
+        "--requests",
+        "20",
+        "--connections",
+        "2",
+        "--secret",
+        "wrong",
+        "--no-ceiling",
+    ]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("top:25"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no successful answer in phase(s): pay"),
+        "{stderr}"
+    );
     served.terminate();
 }

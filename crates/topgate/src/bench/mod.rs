@@ -121,6 +121,11 @@ pub async fn main(args: BenchArgs, database_url: String) -> anyhow::Result<ExitC
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
+    anyhow::ensure!(args.requests != Some(0), "--requests must be at least 1");
+    anyhow::ensure!(
+        args.duration.is_none_or(|d| d > 0.0 && d.is_finite()),
+        "--duration must be a positive number of seconds"
+    );
     let limit = match (args.requests, args.duration) {
         (Some(n), _) => Limit::Requests(n),
         (None, d) => Limit::Duration(Duration::from_secs_f64(d.unwrap_or(10.0))),
@@ -188,7 +193,19 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     report(&args, limit, &phases);
-    Ok(ExitCode::SUCCESS)
+    // Figures of a phase that got no successful answer measure nothing: a script running the
+    // bench must not take them for a result.
+    let failed: Vec<&str> = phases
+        .iter()
+        .filter(|p| p.ok == 0)
+        .map(|p| p.name.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("no successful answer in phase(s): {}", failed.join(", "));
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 /// How many bodies to build before a duration phase: a third more than the expected rate
