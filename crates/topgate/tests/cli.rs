@@ -525,20 +525,10 @@ fn bench_alternates_rounds_with_requests_of_their_own_and_reports_the_median_rat
 
     // A phase without one successful answer (every call signed with a wrong secret) makes the
     // run fail, after its report.
-    let out = s.run(&[
-        "bench",
-        "--url",
-        &url,
-        "--api",
-        "pay",
-        "--requests",
-        "20",
-        "--connections",
-        "2",
-        "--secret",
-        "wrong",
-        "--no-ceiling",
-    ]);
+    let args = format!(
+        "bench --url {url} --api pay --requests 20 --connections 2 --secret wrong --no-ceiling"
+    );
+    let out = s.run(&args.split(' ').collect::<Vec<_>>());
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("top:25"), "{stdout}");
