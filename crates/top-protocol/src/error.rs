@@ -38,7 +38,12 @@ impl std::error::Error for TopError {}
 
 /// The wire message of a platform code.
 pub fn wire_msg(code: u32) -> &'static str {
-    match code {
+    catalogued_msg(code).unwrap_or("Unknown error")
+}
+
+/// The wire message of a code of the platform's catalogue; `None` for any other code.
+pub fn catalogued_msg(code: u32) -> Option<&'static str> {
+    Some(match code {
         3 => "Upload fail",
         7 => "App Call Limited",
         9 => "Http action not allowed",
@@ -64,8 +69,8 @@ pub fn wire_msg(code: u32) -> &'static str {
         41 => "Invalid arguments",
         43 => "parameter error",
         47 => "Invalid encoding",
-        _ => "Unknown error",
-    }
+        _ => return None,
+    })
 }
 
 impl TopError {

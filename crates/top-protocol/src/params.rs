@@ -278,7 +278,7 @@ fn is_non_form_body(content_type: Option<&str>) -> bool {
 }
 
 /// The boundary of a `multipart/*` content type, wherever `boundary=` stands among its params.
-fn multipart_boundary(content_type: &str) -> Option<String> {
+pub fn multipart_boundary(content_type: &str) -> Option<String> {
     let mut parts = content_type.split(';');
     let media = parts.next()?.trim();
     if !media.to_ascii_lowercase().starts_with("multipart/") {

@@ -1,7 +1,7 @@
 //! The admin API: JSON over HTTP under `/admin/`, behind a bearer token (off when no token is
 //! configured: every admin path then answers 404). It exposes the operations of [`ops`].
 //!
-//! One layer ([`guard`]) fronts every admin route, the event sinks' included: it checks the token
+//! One layer (`guard`) fronts every admin route, the event sinks' included: it checks the token
 //! before anything of the body is read, then reads the body within the gateway's read timeout
 //! and body limit, so that no client can hold a connection (or a graceful stop) by never
 //! finishing a body; and it turns axum's plain-text rejections into the API's JSON errors.

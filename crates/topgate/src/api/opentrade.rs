@@ -289,12 +289,22 @@ fn record_result_of_settled_trade(
         "FAILED"
     };
     let updated = tx.execute(
-        "UPDATE open_trade_infos SET handling = ?, result_code = ?, result_desc = ?, first_charge_amount = COALESCE(?, first_charge_amount), first_charge_time = COALESCE(?, first_charge_time), ext = COALESCE(?, ext) WHERE tid = ? AND handling = 'PENDING'",
-        args![handling, cb.result_code.clone(), cb.result_desc.clone(), cb.first_charge_amount, cb.first_charge_time, cb.ext.clone(), trade.tid],
+        "UPDATE open_trade_infos SET handling = ? WHERE tid = ? AND handling = 'PENDING'",
+        args![handling, trade.tid],
     )?;
     if updated > 0 {
+        record_result(tx, trade.tid, cb)?;
         emit_settled(tx, trade.tid, cb, now_ms)?;
     }
+    Ok(())
+}
+
+/// Stores a callback's result code, description and first-top-up data on the open-trade record.
+fn record_result(tx: &mut dyn Tx, tid: i64, cb: &Callback) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE open_trade_infos SET result_code = ?, result_desc = ?, first_charge_amount = COALESCE(?, first_charge_amount), first_charge_time = COALESCE(?, first_charge_time), ext = COALESCE(?, ext) WHERE tid = ?",
+        args![cb.result_code.clone(), cb.result_desc.clone(), cb.first_charge_amount, cb.first_charge_time, cb.ext.clone(), tid],
+    )?;
     Ok(())
 }
 
@@ -369,9 +379,5 @@ fn settle(
             args![handling, trade.tid],
         )?;
     }
-    tx.execute(
-        "UPDATE open_trade_infos SET result_code = ?, result_desc = ?, first_charge_amount = COALESCE(?, first_charge_amount), first_charge_time = COALESCE(?, first_charge_time), ext = COALESCE(?, ext) WHERE tid = ?",
-        args![cb.result_code.clone(), cb.result_desc.clone(), cb.first_charge_amount, cb.first_charge_time, cb.ext.clone(), trade.tid],
-    )?;
-    Ok(())
+    record_result(tx, trade.tid, cb)
 }

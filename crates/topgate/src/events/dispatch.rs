@@ -275,7 +275,8 @@ async fn load_target(shared: &Shared, sink_id: i64) -> Result<Option<Target>, St
 
 /// Due heads of `sink_id`, oldest first: the oldest pending delivery of each entity, if due.
 /// `+d.next_at` keeps SQLite from choosing `deliveries_due` for that bound, so that it walks
-/// `deliveries_pending_order` in event order and stops after `limit` heads (the index of SQLite migration 8, PostgreSQL migration 7).
+/// `deliveries_pending_order` in event order and stops after `limit` heads (the index of
+/// SQLite migration 8, PostgreSQL migration 7).
 async fn due_heads(
     shared: &Shared,
     sink_id: i64,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use top_protocol::error::catalogued_msg;
 
 const CALLS: &str = "topgate_calls_total";
 const DURATION: &str = "topgate_call_duration_seconds";
@@ -37,39 +38,14 @@ pub fn install() {
 }
 
 /// Counts one answered call: `method` is a registered name or `unknown`, `code` 0 for success.
-/// Each code this gateway answers has its own label (a fixed set, so clients cannot grow it).
+/// Success and each code of TOP's catalogue have their own label, anything else is `other`: a
+/// fixed set, so clients cannot grow it.
 pub fn record(method: &'static str, code: u32, elapsed: Duration) {
-    let code = match code {
-        0 => "0",
-        7 => "7",
-        9 => "9",
-        10 => "10",
-        11 => "11",
-        15 => "15",
-        21 => "21",
-        22 => "22",
-        23 => "23",
-        24 => "24",
-        25 => "25",
-        26 => "26",
-        27 => "27",
-        28 => "28",
-        29 => "29",
-        30 => "30",
-        31 => "31",
-        32 => "32",
-        33 => "33",
-        34 => "34",
-        40 => "40",
-        41 => "41",
-        43 => "43",
-        47 => "47",
-        50 => "50",
-        _ => "other",
-    };
+    let code = (code == 0 || catalogued_msg(code).is_some()).then_some(code);
     HANDLES.with(|handles| {
         let mut handles = handles.borrow_mut();
         let (calls, duration) = handles.entry((method, code)).or_insert_with(|| {
+            let code = code.map_or_else(|| "other".to_string(), |c| c.to_string());
             (
                 metrics::counter!(CALLS, "method" => method, "code" => code),
                 metrics::histogram!(DURATION, "method" => method),
@@ -87,7 +63,7 @@ thread_local! {
     /// The handles this thread has registered, by method and code (a few dozen at most):
     /// registering looks the labels up in the recorder's map, building and hashing a key, which
     /// cost a few percent of a lianbei call.
-    static HANDLES: RefCell<HashMap<(&'static str, &'static str), Handles>> =
+    static HANDLES: RefCell<HashMap<(&'static str, Option<u32>), Handles>> =
         RefCell::new(HashMap::new());
 }
 

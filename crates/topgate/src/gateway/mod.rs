@@ -29,6 +29,7 @@ use axum::routing::get;
 use axum::Router;
 use time::{Duration, OffsetDateTime};
 use top_protocol::envelope::{write_error, write_success};
+use top_protocol::params::multipart_boundary;
 use top_protocol::registry::{MethodSpec, Registry};
 use top_protocol::{sign, timestamp, Format, Object, ParamSet, SignMethod, TopError};
 use tower_http::compression::predicate::SizeAbove;
@@ -336,11 +337,8 @@ pub(crate) fn unfinished_body(request_id: Option<&str>) -> Response {
 /// Python's multipart body holds the system parameters too), else XML. Query first, as for
 /// every parameter; worked out only on these error paths.
 fn error_format(query: Option<&str>, content_type: Option<&str>, body: &[u8]) -> Format {
-    let multipart = content_type.is_some_and(|ct| {
-        ct.trim_start()
-            .get(..10)
-            .is_some_and(|kind| kind.eq_ignore_ascii_case("multipart/"))
-    });
+    // Multipart exactly when the parser takes the body for multipart.
+    let multipart = content_type.and_then(multipart_boundary).is_some();
     query
         .and_then(|q| form_format(q.as_bytes()))
         .or_else(|| {
@@ -552,7 +550,7 @@ async fn run_call(
 
 /// Serves until SIGINT or SIGTERM, then lets in-flight calls finish.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
-    let read_timeout = std::time::Duration::from_secs(state.settings.read_timeout_secs);
+    let read_timeout = read_timeout(&state);
     listen::serve_until(listener, router(state), read_timeout, async {
         shutdown_signal().await;
         tracing::info!("shutting down");
