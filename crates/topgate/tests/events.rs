@@ -1127,3 +1127,72 @@ async fn entity_events(app: &TestApp, entity: &str) -> Vec<i64> {
         .filter_map(|e| e["id"].as_i64())
         .collect()
 }
+
+/// The dispatcher's head query is planned from the statistics of `deliveries`; on PostgreSQL
+/// they are gathered anew once the table changed by autovacuum's measure (autovacuum may be
+/// off), and only then. SQLite has nothing to gather.
+#[tokio::test]
+async fn planner_statistics_of_deliveries_are_gathered_once_the_table_grew() {
+    let app = spawn_app_with(fast).await;
+    let store = app.state.store.clone();
+    let refresh = |store: Store| async move {
+        store
+            .write(|tx| tx.refresh_statistics(&["deliveries"]))
+            .await
+            .expect("refresh statistics")
+    };
+    // Dead deliveries of a disabled sink: nothing the dispatcher would touch.
+    store
+        .write(|tx| {
+            let sink = tx.insert_returning_id(
+                "INSERT INTO sinks (kind, url, enabled, created_at, updated_at) \
+                 VALUES ('webhook', 'http://127.0.0.1:9/', 0, 0, 0)",
+                &[],
+            )?;
+            for n in 0..200 {
+                let entity = format!("test:{n}");
+                let event = tx.insert_returning_id(
+                    "INSERT INTO events (event_type, entity, payload, created_at) \
+                     VALUES ('test', ?, '{}', 0)",
+                    topgate::args![entity.as_str()],
+                )?;
+                tx.execute(
+                    "INSERT INTO deliveries (sink_id, event_id, entity, state, next_at, updated_at) \
+                     VALUES (?, ?, ?, 'dead', 0, 0)",
+                    topgate::args![sink, event, entity.as_str()],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("deliveries written");
+    if !store.is_shared() {
+        assert!(refresh(store.clone()).await.is_empty());
+        return;
+    }
+    // PostgreSQL publishes a connection's row counts within a second or so; the dispatcher
+    // may also have gathered them first.
+    wait_for("deliveries to be analyzed", || {
+        let store = store.clone();
+        async move {
+            let ours = refresh(store.clone()).await == ["deliveries"];
+            let analyzed = store
+                .read(|tx| {
+                    tx.query_opt(
+                        "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables \
+                         WHERE relname = 'deliveries'",
+                        &[],
+                    )
+                })
+                .await
+                .expect("statistics view")
+                .is_some_and(|r| r.i64(0) == 1);
+            (ours || analyzed).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        refresh(store.clone()).await.is_empty(),
+        "nothing changed since: the statistics are current"
+    );
+}

@@ -178,6 +178,13 @@ pub trait Tx {
     fn lock_key(&mut self, _key: &str) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// Gathers the query planner's statistics anew for those of `tables` that changed much
+    /// since they were last gathered, and names them. Backends whose plans do not depend on
+    /// gathered statistics do nothing.
+    fn refresh_statistics(&mut self, _tables: &[&str]) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A unit of write work. A backend runs it in a transaction, may run it again in a fresh one

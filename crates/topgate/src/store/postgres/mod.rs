@@ -205,6 +205,31 @@ impl Tx for PgTx<'_> {
         .map(|_| ())
     }
 
+    /// autovacuum's own rule (more than 50 rows plus a tenth of the table changed since the
+    /// last `ANALYZE`), applied by the process whose plans need it: autovacuum may be off, and
+    /// even when on it looks at a table at most once a minute. Until then a table that was
+    /// empty when last analyzed plans as if it still were (the dispatcher's head query then
+    /// walks a sink's whole backlog once per candidate). One node analyzes a table at a time;
+    /// the others skip it.
+    fn refresh_statistics(&mut self, tables: &[&str]) -> Result<Vec<String>, StoreError> {
+        let mut analyzed = Vec::new();
+        for table in tables {
+            let stale = self
+                .query_opt(
+                    "SELECT s.n_mod_since_analyze > 50 + s.n_live_tup / 10 \
+                     AND pg_try_advisory_xact_lock(hashtextextended('topgate analyze ' || ?, 0)) \
+                     FROM pg_stat_user_tables s WHERE s.relid = to_regclass(?)",
+                    &[SqlArg::Text(table), SqlArg::Text(table)],
+                )?
+                .is_some_and(|row| row.opt_i64(0) == Some(1));
+            if stale {
+                self.batch(&format!("ANALYZE \"{}\"", table.replace('"', "\"\"")))?;
+                analyzed.push((*table).to_string());
+            }
+        }
+        Ok(analyzed)
+    }
+
     fn execute(&mut self, sql: &str, args: &[SqlArg<'_>]) -> Result<u64, StoreError> {
         let conn = &mut **self.conn;
         self.handle
