@@ -53,6 +53,16 @@ impl TradeEvent {
     }
 }
 
+/// Every status a trade may have (the `trades.status` CHECK).
+pub const STATUSES: [&str; 6] = [
+    "WAIT_BUYER_PAY",
+    "WAIT_SELLER_SEND_GOODS",
+    "WAIT_BUYER_CONFIRM_GOODS",
+    "TRADE_FINISHED",
+    "TRADE_CLOSED",
+    "TRADE_CLOSED_BY_TAOBAO",
+];
+
 pub const FINAL_STATUSES: [&str; 3] = ["TRADE_FINISHED", "TRADE_CLOSED", "TRADE_CLOSED_BY_TAOBAO"];
 
 pub fn is_final(status: &str) -> bool {
@@ -119,7 +129,7 @@ pub fn apply(
     if changed {
         crate::events::emit(
             tx,
-            "trade.status_changed",
+            crate::events::TRADE_STATUS_CHANGED,
             &format!("trade:{tid}"),
             &serde_json::json!({"tid": tid, "event": format!("{event:?}").to_lowercase(), "status": to}),
             now_ms,

@@ -215,6 +215,39 @@ fn app_create_list_disable_rotate_and_session_create() {
     let again = s.run(&["app", "create", "--app-key", "k", "--secret", "x"]);
     assert!(!again.status.success());
 
+    // A grant names a served method and a rate of at least 1.
+    for (args, error) in [
+        (
+            vec!["app", "grant", "k", "taobao.time.gets"],
+            r#"invalid request: method "taobao.time.gets" is not a served method"#,
+        ),
+        (
+            vec![
+                "app",
+                "grant",
+                "k",
+                "taobao.time.get",
+                "--calls-per-second",
+                "0",
+            ],
+            "invalid request: calls_per_second must be at least 1",
+        ),
+    ] {
+        let out = s.run(&args);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(error), "{stderr}");
+    }
+    let granted = s.json(&[
+        "app",
+        "grant",
+        "k",
+        "taobao.time.get",
+        "--calls-per-second",
+        "3",
+    ]);
+    assert_eq!(granted["calls_per_second"], 3);
+
     let disabled = s.json(&["app", "disable", "k"]);
     assert_eq!(disabled["enabled"], false);
     let apps = s.json(&["app", "list"]);
@@ -229,6 +262,15 @@ fn app_create_list_disable_rotate_and_session_create() {
     assert_ne!(again["secret"], rotated["secret"]);
     assert!(!s.run(&["app", "rotate-secret", "nobody"]).status.success());
 
+    // A session is for a user that exists.
+    let refused = s.run(&["session", "create", "--app-key", "k", "--user-id", "1"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("invalid request: user_id 1 is not a user"),
+        "{stderr}"
+    );
+    s.json(&["admin", "create", "users", r#"{"user_id": 1, "nick": "n"}"#]);
     let session = s.json(&["session", "create", "--app-key", "k", "--user-id", "1"]);
     assert_eq!(session["user_id"], 1);
     assert!(!session["session"].as_str().unwrap().is_empty());
@@ -472,7 +514,11 @@ fn bench_alternates_rounds_with_requests_of_their_own_and_reports_the_median_rat
     let s = Scratch::new();
     let served = Served::start(&s, &["serve", "--sandbox", "--listen", "127.0.0.1:0"]);
     let url = url_in(&served.read_until("try it:")[0]);
-    let before = s.json(&["admin", "right-orders"]).as_array().unwrap().len();
+    let before = s
+        .json(&["admin", "right-orders", "--limit", "1000"])
+        .as_array()
+        .unwrap()
+        .len();
     let report = s.json(&[
         "bench",
         "--url",
@@ -520,7 +566,11 @@ fn bench_alternates_rounds_with_requests_of_their_own_and_reports_the_median_rat
         "{report}"
     );
     // Every pay request of both rounds was a new notice: 300 new right orders, no replays.
-    let after = s.json(&["admin", "right-orders"]).as_array().unwrap().len();
+    let after = s
+        .json(&["admin", "right-orders", "--limit", "1000"])
+        .as_array()
+        .unwrap()
+        .len();
     assert_eq!(after - before, 300);
 
     // A phase without one successful answer (every call signed with a wrong secret) makes the

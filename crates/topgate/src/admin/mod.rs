@@ -5,13 +5,18 @@
 //! before anything of the body is read, then reads the body within the gateway's read timeout
 //! and body limit, so that no client can hold a connection (or a graceful stop) by never
 //! finishing a body; and it turns axum's plain-text rejections into the API's JSON errors.
+//!
+//! What a create refuses, and why, is in [`ops`]. The listings that grow with traffic page as
+//! the events listing does: `GET /admin/right-orders?after=<order_id>&limit=` and
+//! `GET /admin/idempotency?after_scope=&after_key=&limit=` (`limit` 100 by default, at most
+//! [`ops::MAX_LIMIT`]; the cursor is the previous page's last record).
 
 pub mod ops;
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -47,6 +52,8 @@ impl IntoResponse for AdminError {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/admin/{resource}", post(create).get(list))
+        .route("/admin/right-orders", get(right_orders))
+        .route("/admin/idempotency", get(idempotency))
         .route("/admin/trades/{tid}", get(trade))
         .route("/admin/trades/{tid}/{event}", post(trade_event))
         .route("/admin/right-orders/{id}", get(right_order))
@@ -158,8 +165,6 @@ async fn create(
 
 async fn list(State(state): State<Arc<AppState>>, Path(resource): Path<String>) -> Response {
     run(&state, move |tx, _| match resource.as_str() {
-        "idempotency" => ops::list_idempotency(tx),
-        "right-orders" => ops::list_right_orders(tx),
         "apps" => Ok(json!(crate::apps::list_apps(tx)?
             .into_iter()
             .map(|a| json!({"app_key": a.app_key, "name": a.name, "enabled": a.enabled, "sandbox": a.sandbox, "methods": a.methods}))
@@ -167,6 +172,20 @@ async fn list(State(state): State<Arc<AppState>>, Path(resource): Path<String>) 
         other => Err(AdminError::NotFound(format!("no listing of {other}"))),
     })
     .await
+}
+
+async fn right_orders(
+    State(state): State<Arc<AppState>>,
+    Query(page): Query<ops::RightOrderPage>,
+) -> Response {
+    run(&state, move |tx, _| ops::list_right_orders(tx, &page)).await
+}
+
+async fn idempotency(
+    State(state): State<Arc<AppState>>,
+    Query(page): Query<ops::IdempotencyPage>,
+) -> Response {
+    run(&state, move |tx, _| ops::list_idempotency(tx, &page)).await
 }
 
 async fn trade(State(state): State<Arc<AppState>>, Path(tid): Path<i64>) -> Response {

@@ -1,6 +1,50 @@
 //! Admin operations on the business data (domain.md §3.8): create what the APIs act on, move
 //! trades and right orders through their lifecycles, inspect the results. One code path serves
 //! the admin HTTP API, the `topgate admin` CLI and the sandbox seed.
+//!
+//! # What `create` accepts
+//!
+//! A refused body changes nothing (each create is one transaction) and its answer names the
+//! field: 400 ([`AdminError::Invalid`]) for a bad body, 409 ([`AdminError::Conflict`]) when the
+//! key it would create is taken. The checks, in this order:
+//!
+//! 1. **Shape**: the resource's fields and no others, so that a misspelt optional field is not
+//!    dropped silently (`unknown field …`).
+//! 2. **Values**, without looking at the database:
+//!    - the ids a create makes are positive: `user_id`, `item_id`, `supplier_id`, partner `id`,
+//!      `store_id`, `provider_id`, `tid`, each line's `oid` (`user_id must be positive, not 0`);
+//!    - identifiers and names are not blank: item `title`, biz type `code` and `name`,
+//!      supplier, partner, store and provider `name`, each provider `sources` entry,
+//!      `right_code`, `app_key`; app `secret` and `session_key` when given
+//!      (`title must not be empty`). A user's `nick` and `mobile` are not keys and may be
+//!      empty, which the masking rules (domain.md §5) answer as empty;
+//!    - lists hold each value once: supplier `biz_types`, provider `sources`, app `methods`,
+//!      trade line `oid`s (`biz_types lists "30" twice`);
+//!    - amounts are not negative (`price`, each line's `price`, `nego_price`, `discount_fee`,
+//!      `sku_id`), a line's `quantity` is at least 1, and a trade's `price × quantity` and its
+//!      totals fit in 64 bits (`line 7: price … × quantity … is out of range`);
+//!    - a trade's `kind` and `status` are known, its extension is the one of its kind (`carrier`
+//!      for CARRIER, `store_sale` for LIANBEI; `open_trade` optional for OPENTRADE) and no
+//!      other, it has a line, `paid` is given only for a paid status and `ended` only for a
+//!      final one, and created ≤ paid ≤ ended;
+//!    - an app's `methods` are served methods ([`crate::api::all_methods`]) and its
+//!      `calls_per_second` is at least 1;
+//!    - a session's `ttl_secs` is 1 to [`MAX_TTL_SECS`] (100 years, the sandbox sessions').
+//! 3. **Own key** (409): `user 42 exists`, `a user with mobile "138…" exists`, `item …`,
+//!    `biz type "30" …`, `supplier …`, `partner …`, `store …`, `provider …`,
+//!    `right "flowPacket" of provider 1 …`, `trade …`, `sub-order …` (a line's `oid`),
+//!    `app "test" …`, `session "…" exists`. Two admins racing past this check still meet the
+//!    database's constraint, answered 409 with the database's text.
+//! 4. **References** (400), every one the schema has and the bindings it does not:
+//!    `seller_id 42 is not a user`. Item `seller_id`; store `partner_id`; right `provider_id`;
+//!    supplier `biz_types`; trade `seller_id`, `buyer_id`, each line's `item_id`, carrier
+//!    `supplier_id` and `biz_type`, store sale `store_id`; app `supplier_id`, `partner_id`,
+//!    `provider_id`, `seller_id`; session `app_key` and `user_id`.
+//!
+//! [`grant`] holds a method grant (`topgate app grant`) to the rules of an app's `methods`.
+
+use std::collections::HashSet;
+use std::fmt;
 
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
@@ -9,7 +53,7 @@ use top_protocol::timestamp;
 use crate::apps::{self, NewApp};
 use crate::args;
 use crate::clock::{from_millis, millis};
-use crate::store::{Row, StoreError, Tx};
+use crate::store::{Row, SqlArg, StoreError, ToSqlArg, Tx};
 use crate::trades::{self, TradeEvent};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,11 +77,20 @@ impl From<StoreError> for AdminError {
     }
 }
 
-fn from_json<T: for<'de> Deserialize<'de>>(body: &Json) -> Result<T, AdminError> {
-    T::deserialize(body).map_err(|e| AdminError::Invalid(e.to_string()))
+fn invalid(message: impl Into<String>) -> AdminError {
+    AdminError::Invalid(message.into())
 }
 
+fn from_json<T: for<'de> Deserialize<'de>>(body: &Json) -> Result<T, AdminError> {
+    T::deserialize(body).map_err(|e| invalid(e.to_string()))
+}
+
+/// The longest session `create` makes: long enough for the sandbox's never-expiring sessions,
+/// short enough that `now + ttl` stays far from overflowing.
+pub const MAX_TTL_SECS: i64 = 100 * 365 * 24 * 3600;
+
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewUser {
     user_id: i64,
     nick: String,
@@ -46,6 +99,7 @@ struct NewUser {
     is_seller: bool,
 }
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewItem {
     item_id: i64,
     seller_id: i64,
@@ -55,6 +109,7 @@ struct NewItem {
     price: i64,
 }
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewBizType {
     code: String,
     name: String,
@@ -64,6 +119,7 @@ struct NewBizType {
     auto_finish_on_activation: bool,
 }
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewSupplier {
     supplier_id: i64,
     name: String,
@@ -71,17 +127,20 @@ struct NewSupplier {
     biz_types: Vec<String>,
 }
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewNamed {
     id: i64,
     name: String,
 }
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewStore {
     store_id: i64,
     partner_id: i64,
     name: String,
 }
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewProvider {
     provider_id: i64,
     name: String,
@@ -89,6 +148,7 @@ struct NewProvider {
     sources: Vec<String>,
 }
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewRight {
     provider_id: i64,
     right_code: String,
@@ -100,6 +160,7 @@ struct NewRight {
     enabled: bool,
 }
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewAppBody {
     app_key: String,
     secret: Option<String>,
@@ -116,6 +177,7 @@ struct NewAppBody {
     calls_per_second: Option<u32>,
 }
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewSession {
     app_key: String,
     user_id: i64,
@@ -124,6 +186,7 @@ struct NewSession {
     ttl_secs: i64,
 }
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Line {
     oid: i64,
     item_id: i64,
@@ -139,11 +202,13 @@ struct Line {
     discount_fee: i64,
 }
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CarrierExt {
     supplier_id: i64,
     biz_type: String,
 }
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StoreSaleExt {
     store_id: i64,
     #[serde(default)]
@@ -156,6 +221,7 @@ struct StoreSaleExt {
     operator_name: String,
 }
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct OpenTradeExt {
     #[serde(default)]
     transfer_id: String,
@@ -169,6 +235,7 @@ struct OpenTradeExt {
     phone: String,
 }
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewTrade {
     tid: i64,
     kind: String,
@@ -215,7 +282,177 @@ pub const RESOURCES: &[&str] = &[
     "sessions",
 ];
 
-/// Creates one resource from its JSON description; returns what was stored.
+fn positive(field: &str, id: i64) -> Result<(), AdminError> {
+    if id < 1 {
+        return Err(invalid(format!("{field} must be positive, not {id}")));
+    }
+    Ok(())
+}
+
+fn not_negative(field: &str, amount: i64) -> Result<(), AdminError> {
+    if amount < 0 {
+        return Err(invalid(format!(
+            "{field} must not be negative, not {amount}"
+        )));
+    }
+    Ok(())
+}
+
+fn not_blank(field: &str, value: &str) -> Result<(), AdminError> {
+    if value.trim().is_empty() {
+        return Err(invalid(format!("{field} must not be empty")));
+    }
+    Ok(())
+}
+
+fn once_each<'a>(field: &str, values: impl IntoIterator<Item = &'a str>) -> Result<(), AdminError> {
+    let mut seen = HashSet::new();
+    for v in values {
+        if !seen.insert(v) {
+            return Err(invalid(format!("{field} lists {v:?} twice")));
+        }
+    }
+    Ok(())
+}
+
+/// A key as an operator reads it in a message: ids bare, codes quoted.
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    Id(i64),
+    Code(&'a str),
+}
+
+impl fmt::Display for Key<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Id(id) => write!(f, "{id}"),
+            Key::Code(code) => write!(f, "{code:?}"),
+        }
+    }
+}
+
+impl ToSqlArg for Key<'_> {
+    fn to_sql_arg(&self) -> SqlArg<'_> {
+        match *self {
+            Key::Id(id) => SqlArg::Int(id),
+            Key::Code(code) => SqlArg::Text(code),
+        }
+    }
+}
+
+/// What an admin field can name: a table and its key column.
+#[derive(Clone, Copy)]
+enum Entity {
+    User,
+    Item,
+    BizType,
+    Supplier,
+    Partner,
+    Store,
+    Provider,
+    Trade,
+    SubOrder,
+    App,
+    Session,
+}
+
+impl Entity {
+    fn table_and_key(self) -> (&'static str, &'static str) {
+        match self {
+            Entity::User => ("users", "user_id"),
+            Entity::Item => ("items", "item_id"),
+            Entity::BizType => ("biz_types", "code"),
+            Entity::Supplier => ("suppliers", "supplier_id"),
+            Entity::Partner => ("partners", "partner_id"),
+            Entity::Store => ("stores", "store_id"),
+            Entity::Provider => ("rights_providers", "provider_id"),
+            Entity::Trade => ("trades", "tid"),
+            Entity::SubOrder => ("sub_orders", "oid"),
+            Entity::App => ("apps", "app_key"),
+            Entity::Session => ("sessions", "session_key"),
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Entity::User => "user",
+            Entity::Item => "item",
+            Entity::BizType => "biz type",
+            Entity::Supplier => "supplier",
+            Entity::Partner => "partner",
+            Entity::Store => "store",
+            Entity::Provider => "provider",
+            Entity::Trade => "trade",
+            Entity::SubOrder => "sub-order",
+            Entity::App => "app",
+            Entity::Session => "session",
+        }
+    }
+
+    fn exists(self, tx: &mut dyn Tx, key: Key<'_>) -> Result<bool, StoreError> {
+        let (table, column) = self.table_and_key();
+        let sql = format!("SELECT 1 FROM {table} WHERE {column} = ?");
+        Ok(tx.query_opt(&sql, args![key])?.is_some())
+    }
+
+    /// 409 when `key` is taken: checked before an insert, for a message that names the key.
+    fn vacant(self, tx: &mut dyn Tx, key: Key<'_>) -> Result<(), AdminError> {
+        if self.exists(tx, key)? {
+            return Err(AdminError::Conflict(format!(
+                "{} {key} exists",
+                self.noun()
+            )));
+        }
+        Ok(())
+    }
+
+    /// 400 unless `field`'s value `key` names a row: the foreign key (or binding) it feeds.
+    fn referred(self, tx: &mut dyn Tx, field: &str, key: Key<'_>) -> Result<(), AdminError> {
+        if !self.exists(tx, key)? {
+            let article = match self {
+                Entity::Item | Entity::App => "an",
+                _ => "a",
+            };
+            let noun = self.noun();
+            return Err(invalid(format!("{field} {key} is not {article} {noun}")));
+        }
+        Ok(())
+    }
+}
+
+/// A rate of 0 would refuse every call, which no operator means.
+fn check_rate(calls_per_second: Option<u32>) -> Result<(), AdminError> {
+    if calls_per_second == Some(0) {
+        return Err(invalid("calls_per_second must be at least 1"));
+    }
+    Ok(())
+}
+
+/// A grant of a method topgate does not serve could never be used: most likely a typo.
+fn served(method: &str) -> bool {
+    crate::api::all_methods().iter().any(|m| m == method)
+}
+
+/// Grants `method` to an app (or changes its limit), as `topgate app grant` does.
+pub fn grant(
+    tx: &mut dyn Tx,
+    app_key: &str,
+    method: &str,
+    calls_per_second: Option<u32>,
+) -> Result<Json, AdminError> {
+    check_rate(calls_per_second)?;
+    if !served(method) {
+        return Err(invalid(format!("method {method:?} is not a served method")));
+    }
+    if apps::load_app(tx, app_key)?.is_none() {
+        return Err(AdminError::NotFound(format!("app {app_key}")));
+    }
+    apps::grant_method(tx, app_key, method, calls_per_second)?;
+    Ok(json!({"app_key": app_key, "method": method, "calls_per_second": calls_per_second}))
+}
+
+/// Creates one resource from its JSON description; returns what was stored. See the module
+/// documentation for what is refused.
 pub fn create(
     tx: &mut dyn Tx,
     resource: &str,
@@ -225,6 +462,18 @@ pub fn create(
     match resource {
         "users" => {
             let u: NewUser = from_json(body)?;
+            positive("user_id", u.user_id)?;
+            Entity::User.vacant(tx, Key::Id(u.user_id))?;
+            if let Some(mobile) = &u.mobile {
+                if tx
+                    .query_opt("SELECT 1 FROM users WHERE mobile = ?", args![mobile])?
+                    .is_some()
+                {
+                    return Err(AdminError::Conflict(format!(
+                        "a user with mobile {mobile:?} exists"
+                    )));
+                }
+            }
             tx.execute(
                 "INSERT INTO users (user_id, nick, mobile, is_seller) VALUES (?, ?, ?, ?)",
                 args![u.user_id, u.nick.as_str(), u.mobile.clone(), u.is_seller],
@@ -235,6 +484,11 @@ pub fn create(
         }
         "items" => {
             let i: NewItem = from_json(body)?;
+            positive("item_id", i.item_id)?;
+            not_blank("title", &i.title)?;
+            not_negative("price", i.price)?;
+            Entity::Item.vacant(tx, Key::Id(i.item_id))?;
+            Entity::User.referred(tx, "seller_id", Key::Id(i.seller_id))?;
             tx.execute(
                 "INSERT INTO items (item_id, seller_id, title, pic_url, price) VALUES (?, ?, ?, ?, ?)",
                 args![i.item_id, i.seller_id, i.title.as_str(), i.pic_url.as_str(), i.price],
@@ -243,6 +497,9 @@ pub fn create(
         }
         "biz-types" => {
             let b: NewBizType = from_json(body)?;
+            not_blank("code", &b.code)?;
+            not_blank("name", &b.name)?;
+            Entity::BizType.vacant(tx, Key::Code(&b.code))?;
             tx.execute(
                 "INSERT INTO biz_types (code, name, enabled, auto_finish_on_activation) VALUES (?, ?, ?, ?)",
                 args![b.code.as_str(), b.name.as_str(), b.enabled, b.auto_finish_on_activation],
@@ -251,6 +508,13 @@ pub fn create(
         }
         "suppliers" => {
             let s: NewSupplier = from_json(body)?;
+            positive("supplier_id", s.supplier_id)?;
+            not_blank("name", &s.name)?;
+            once_each("biz_types", s.biz_types.iter().map(String::as_str))?;
+            Entity::Supplier.vacant(tx, Key::Id(s.supplier_id))?;
+            for code in &s.biz_types {
+                Entity::BizType.referred(tx, "biz_types", Key::Code(code))?;
+            }
             tx.execute(
                 "INSERT INTO suppliers (supplier_id, name) VALUES (?, ?)",
                 args![s.supplier_id, s.name.as_str()],
@@ -265,6 +529,9 @@ pub fn create(
         }
         "partners" => {
             let p: NewNamed = from_json(body)?;
+            positive("id", p.id)?;
+            not_blank("name", &p.name)?;
+            Entity::Partner.vacant(tx, Key::Id(p.id))?;
             tx.execute(
                 "INSERT INTO partners (partner_id, name) VALUES (?, ?)",
                 args![p.id, p.name.as_str()],
@@ -273,6 +540,10 @@ pub fn create(
         }
         "stores" => {
             let s: NewStore = from_json(body)?;
+            positive("store_id", s.store_id)?;
+            not_blank("name", &s.name)?;
+            Entity::Store.vacant(tx, Key::Id(s.store_id))?;
+            Entity::Partner.referred(tx, "partner_id", Key::Id(s.partner_id))?;
             tx.execute(
                 "INSERT INTO stores (store_id, partner_id, name) VALUES (?, ?, ?)",
                 args![s.store_id, s.partner_id, s.name.as_str()],
@@ -281,6 +552,13 @@ pub fn create(
         }
         "providers" => {
             let p: NewProvider = from_json(body)?;
+            positive("provider_id", p.provider_id)?;
+            not_blank("name", &p.name)?;
+            if p.sources.iter().any(|s| s.trim().is_empty()) {
+                return Err(invalid("sources must not hold an empty source"));
+            }
+            once_each("sources", p.sources.iter().map(String::as_str))?;
+            Entity::Provider.vacant(tx, Key::Id(p.provider_id))?;
             tx.execute(
                 "INSERT INTO rights_providers (provider_id, name) VALUES (?, ?)",
                 args![p.provider_id, p.name.as_str()],
@@ -295,6 +573,20 @@ pub fn create(
         }
         "rights" => {
             let r: NewRight = from_json(body)?;
+            not_blank("right_code", &r.right_code)?;
+            if tx
+                .query_opt(
+                    "SELECT 1 FROM rights WHERE provider_id = ? AND right_code = ?",
+                    args![r.provider_id, r.right_code.as_str()],
+                )?
+                .is_some()
+            {
+                return Err(AdminError::Conflict(format!(
+                    "right {:?} of provider {} exists",
+                    r.right_code, r.provider_id
+                )));
+            }
+            Entity::Provider.referred(tx, "provider_id", Key::Id(r.provider_id))?;
             tx.execute(
                 "INSERT INTO rights (provider_id, right_code, biz, title, enabled) VALUES (?, ?, ?, ?, ?)",
                 args![r.provider_id, r.right_code.as_str(), r.biz.as_str(), r.title.as_str(), r.enabled],
@@ -302,120 +594,259 @@ pub fn create(
             Ok(json!({"provider_id": r.provider_id, "right_code": r.right_code}))
         }
         "trades" => create_trade(tx, from_json(body)?, now_ms),
-        "apps" => {
-            let a: NewAppBody = from_json(body)?;
-            if apps::load_app(tx, &a.app_key)?.is_some() {
-                return Err(AdminError::Conflict(format!("app {} exists", a.app_key)));
-            }
-            let methods = a.methods.unwrap_or_else(crate::api::all_methods);
-            let new = NewApp {
-                app_key: a.app_key,
-                secret: a.secret,
-                name: a.name,
-                sandbox: a.sandbox,
-                supplier_id: a.supplier_id,
-                partner_id: a.partner_id,
-                provider_id: a.provider_id,
-                seller_id: a.seller_id,
-                methods: methods
-                    .into_iter()
-                    .map(|m| (m, a.calls_per_second))
-                    .collect(),
-            };
-            let app = apps::create_app(tx, &new, now_ms)?;
-            Ok(json!({"app_key": app.app_key, "secret": app.secret, "methods": app.methods}))
-        }
+        "apps" => create_app(tx, from_json(body)?, now_ms),
         "sessions" => {
             let s: NewSession = from_json(body)?;
-            if apps::load_app(tx, &s.app_key)?.is_none() {
-                return Err(AdminError::NotFound(format!("app {}", s.app_key)));
+            if let Some(key) = &s.session_key {
+                not_blank("session_key", key)?;
             }
+            if !(1..=MAX_TTL_SECS).contains(&s.ttl_secs) {
+                return Err(invalid(format!(
+                    "ttl_secs must be 1 to {MAX_TTL_SECS} (100 years), not {}",
+                    s.ttl_secs
+                )));
+            }
+            let expires_at = s
+                .ttl_secs
+                .checked_mul(1000)
+                .and_then(|ttl_ms| now_ms.checked_add(ttl_ms))
+                .ok_or_else(|| invalid("ttl_secs from now is past the year 292 million"))?;
+            if let Some(key) = &s.session_key {
+                Entity::Session.vacant(tx, Key::Code(key))?;
+            }
+            Entity::App.referred(tx, "app_key", Key::Code(&s.app_key))?;
+            Entity::User.referred(tx, "user_id", Key::Id(s.user_id))?;
             let session = apps::create_session(
                 tx,
                 &s.app_key,
                 s.user_id,
                 s.session_key.as_deref(),
-                now_ms + s.ttl_secs * 1000,
+                expires_at,
             )?;
             Ok(
                 json!({"session": session.session_key, "user_id": session.user_id, "expires_at": timestamp::format_wall_clock(from_millis(session.expires_at_ms))}),
             )
         }
-        other => Err(AdminError::Invalid(format!(
+        other => Err(invalid(format!(
             "unknown resource {other}; one of {}",
             RESOURCES.join(", ")
         ))),
     }
 }
 
-fn wall_ms(value: &Option<String>, default: i64) -> Result<i64, AdminError> {
+fn create_app(tx: &mut dyn Tx, a: NewAppBody, now_ms: i64) -> Result<Json, AdminError> {
+    not_blank("app_key", &a.app_key)?;
+    if a.secret.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        // Never echo a secret, not even a blank one.
+        return Err(invalid("secret must not be empty when given"));
+    }
+    let methods = a.methods.unwrap_or_else(crate::api::all_methods);
+    once_each("methods", methods.iter().map(String::as_str))?;
+    if let Some(unknown) = methods.iter().find(|m| !served(m)) {
+        return Err(invalid(format!(
+            "methods: {unknown:?} is not a served method"
+        )));
+    }
+    check_rate(a.calls_per_second)?;
+    Entity::App.vacant(tx, Key::Code(&a.app_key))?;
+    let bindings = [
+        ("supplier_id", a.supplier_id, Entity::Supplier),
+        ("partner_id", a.partner_id, Entity::Partner),
+        ("provider_id", a.provider_id, Entity::Provider),
+        ("seller_id", a.seller_id, Entity::User),
+    ];
+    for (field, id, entity) in bindings {
+        if let Some(id) = id {
+            entity.referred(tx, field, Key::Id(id))?;
+        }
+    }
+    let new = NewApp {
+        app_key: a.app_key,
+        secret: a.secret,
+        name: a.name,
+        sandbox: a.sandbox,
+        supplier_id: a.supplier_id,
+        partner_id: a.partner_id,
+        provider_id: a.provider_id,
+        seller_id: a.seller_id,
+        methods: methods
+            .into_iter()
+            .map(|m| (m, a.calls_per_second))
+            .collect(),
+    };
+    let app = apps::create_app(tx, &new, now_ms)?;
+    Ok(json!({"app_key": app.app_key, "secret": app.secret, "methods": app.methods}))
+}
+
+fn wall_ms(field: &str, value: &Option<String>, default: i64) -> Result<i64, AdminError> {
     match value {
         None => Ok(default),
         Some(text) => timestamp::parse_wall_clock(text)
             .map(millis)
-            .ok_or_else(|| AdminError::Invalid(format!("{text} is not yyyy-MM-dd HH:mm:ss"))),
+            .ok_or_else(|| invalid(format!("{field} {text:?} is not yyyy-MM-dd HH:mm:ss"))),
     }
 }
 
-fn create_trade(tx: &mut dyn Tx, t: NewTrade, now_ms: i64) -> Result<Json, AdminError> {
-    let ext_ok = match t.kind.as_str() {
-        "CARRIER" => t.carrier.is_some(),
-        "LIANBEI" => t.store_sale.is_some(),
-        "OPENTRADE" | "GENERIC" => true,
-        other => return Err(AdminError::Invalid(format!("unknown kind {other}"))),
+/// A trade line's amounts, in fen.
+struct Amounts {
+    total: i64,
+    discount: i64,
+    payment: i64,
+}
+
+/// The line's payment, adding its amounts to the trade's; amounts in fen come from an operator,
+/// so a product or sum past i64 is refused rather than wrapped (release) or panicking (debug).
+fn add_line(sum: &mut Amounts, l: &Line) -> Result<i64, AdminError> {
+    let field = |name: &str| format!("line {}: {name}", l.oid);
+    not_negative(&field("price"), l.price)?;
+    not_negative(&field("nego_price"), l.nego_price)?;
+    not_negative(&field("discount_fee"), l.discount_fee)?;
+    not_negative(&field("sku_id"), l.sku_id)?;
+    if l.quantity < 1 {
+        return Err(invalid(format!(
+            "{} must be at least 1, not {}",
+            field("quantity"),
+            l.quantity
+        )));
+    }
+    let base = if l.nego_price > 0 {
+        l.nego_price
+    } else {
+        l.price.checked_mul(l.quantity).ok_or_else(|| {
+            invalid(format!(
+                "line {}: price {} × quantity {} is out of range",
+                l.oid, l.price, l.quantity
+            ))
+        })?
     };
-    if !ext_ok {
-        return Err(AdminError::Invalid(format!(
-            "a {} trade needs its extension",
-            t.kind
+    let pay = (base - l.discount_fee).max(0);
+    let add = |to: i64, amount: i64, name: &str| {
+        to.checked_add(amount).ok_or_else(|| {
+            invalid(format!(
+                "line {}: the trade's {name} is out of range",
+                l.oid
+            ))
+        })
+    };
+    sum.total = add(sum.total, base, "total_fee")?;
+    sum.discount = add(sum.discount, l.discount_fee, "discount_fee")?;
+    sum.payment = add(sum.payment, pay, "payment")?;
+    Ok(pay)
+}
+
+fn create_trade(tx: &mut dyn Tx, t: NewTrade, now_ms: i64) -> Result<Json, AdminError> {
+    positive("tid", t.tid)?;
+    let kind = t.kind.as_str();
+    if !matches!(kind, "CARRIER" | "LIANBEI" | "OPENTRADE" | "GENERIC") {
+        return Err(invalid(format!(
+            "kind must be CARRIER, LIANBEI, OPENTRADE or GENERIC, not {kind:?}"
+        )));
+    }
+    // An extension of another kind would be stored and never read by the API it belongs to.
+    let extensions = [
+        ("carrier", t.carrier.is_some(), "CARRIER"),
+        ("store_sale", t.store_sale.is_some(), "LIANBEI"),
+        ("open_trade", t.open_trade.is_some(), "OPENTRADE"),
+    ];
+    for (field, given, owner) in extensions {
+        if given && kind != owner {
+            return Err(invalid(format!(
+                "{field} is for {owner} trades, not {kind}"
+            )));
+        }
+        if !given && kind == owner && owner != "OPENTRADE" {
+            return Err(invalid(format!("a {kind} trade needs {field}")));
+        }
+    }
+    let status = t.status.as_str();
+    if !trades::STATUSES.contains(&status) {
+        return Err(invalid(format!(
+            "status must be one of {}, not {status:?}",
+            trades::STATUSES.join(", ")
         )));
     }
     if t.lines.is_empty() {
-        return Err(AdminError::Invalid(
-            "a trade needs at least one line".into(),
-        ));
+        return Err(invalid("a trade needs at least one line"));
     }
-    let status = t.status.as_str();
     let paid = !matches!(status, "WAIT_BUYER_PAY" | "TRADE_CLOSED_BY_TAOBAO");
-    let created = wall_ms(&t.created, now_ms - 3_600_000)?;
+    let is_final = trades::is_final(status);
+    if t.paid.is_some() && !paid {
+        return Err(invalid(format!(
+            "paid is given, but a {status} trade is unpaid"
+        )));
+    }
+    if t.ended.is_some() && !is_final {
+        return Err(invalid(format!(
+            "ended is given, but a {status} trade has not ended"
+        )));
+    }
+    let created = wall_ms("created", &t.created, now_ms - 3_600_000)?;
     let pay_time = paid
-        .then(|| wall_ms(&t.paid, created + 60_000))
+        .then(|| wall_ms("paid", &t.paid, created + 60_000))
         .transpose()?;
     let consign_time = matches!(status, "WAIT_BUYER_CONFIRM_GOODS" | "TRADE_FINISHED")
         .then(|| pay_time.unwrap_or(created));
-    let end_time = trades::is_final(status)
+    let end_time = is_final
         .then(|| {
             wall_ms(
+                "ended",
                 &t.ended,
                 consign_time.or(pay_time).unwrap_or(created) + 60_000,
             )
         })
         .transpose()?;
-    let mut total = 0;
-    let mut discount = 0;
-    let mut payment = 0;
-    let mut lines = Vec::new();
-    for l in &t.lines {
-        if l.price < 0 || l.quantity < 1 || l.nego_price < 0 || l.discount_fee < 0 {
-            return Err(AdminError::Invalid(format!(
-                "line {} has a negative amount or no quantity",
-                l.oid
+    // Invariant 2 (created ≤ paid ≤ consigned ≤ ended); the consign time is the payment time.
+    let shown = |ms: i64| timestamp::format_wall_clock(from_millis(ms));
+    if let Some(pay) = pay_time.filter(|p| *p < created) {
+        return Err(invalid(format!(
+            "paid {} is before created {}",
+            shown(pay),
+            shown(created)
+        )));
+    }
+    if let Some(end) = end_time {
+        let (name, start) = pay_time.map_or(("created", created), |p| ("paid", p));
+        if end < start {
+            return Err(invalid(format!(
+                "ended {} is before {name} {}",
+                shown(end),
+                shown(start)
             )));
         }
-        let base = if l.nego_price > 0 {
-            l.nego_price
-        } else {
-            l.price * l.quantity
-        };
-        let pay = (base - l.discount_fee).max(0);
-        total += base;
-        discount += l.discount_fee;
-        payment += pay;
-        lines.push((l, pay));
+    }
+    let mut sum = Amounts {
+        total: 0,
+        discount: 0,
+        payment: 0,
+    };
+    let mut lines = Vec::with_capacity(t.lines.len());
+    for l in &t.lines {
+        positive(&format!("line {}: oid", l.oid), l.oid)?;
+        lines.push((l, add_line(&mut sum, l)?));
+    }
+    let mut oids = HashSet::new();
+    if let Some(l) = t.lines.iter().find(|l| !oids.insert(l.oid)) {
+        return Err(invalid(format!("oid {} is on two lines", l.oid)));
+    }
+    Entity::Trade.vacant(tx, Key::Id(t.tid))?;
+    for l in &t.lines {
+        Entity::SubOrder.vacant(tx, Key::Id(l.oid))?;
+    }
+    Entity::User.referred(tx, "seller_id", Key::Id(t.seller_id))?;
+    Entity::User.referred(tx, "buyer_id", Key::Id(t.buyer_id))?;
+    for l in &t.lines {
+        Entity::Item.referred(tx, &format!("line {}: item_id", l.oid), Key::Id(l.item_id))?;
+    }
+    if let Some(c) = &t.carrier {
+        Entity::Supplier.referred(tx, "carrier.supplier_id", Key::Id(c.supplier_id))?;
+        Entity::BizType.referred(tx, "carrier.biz_type", Key::Code(&c.biz_type))?;
+    }
+    if let Some(s) = &t.store_sale {
+        Entity::Store.referred(tx, "store_sale.store_id", Key::Id(s.store_id))?;
     }
     tx.execute(
         "INSERT INTO trades (tid, seller_id, buyer_id, biz_kind, status, created_at, pay_time, consign_time, end_time, total_fee, discount_fee, payment, source, out_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        args![t.tid, t.seller_id, t.buyer_id, t.kind.as_str(), status, created, pay_time, consign_time, end_time, total, discount, payment, t.source.as_str(), t.out_id.as_str()],
+        args![t.tid, t.seller_id, t.buyer_id, kind, status, created, pay_time, consign_time, end_time, sum.total, sum.discount, sum.payment, t.source.as_str(), t.out_id.as_str()],
     )?;
     for (l, pay) in lines {
         tx.execute(
@@ -606,7 +1037,7 @@ pub fn right_order_event(
     }
     crate::events::emit(
         tx,
-        "right_order.status_changed",
+        crate::events::RIGHT_ORDER_STATUS_CHANGED,
         &format!("right_order:{order_id}"),
         &json!({"order_id": order_id.to_string(), "status": to}),
         now_ms,
@@ -614,15 +1045,50 @@ pub fn right_order_event(
     get_right_order(tx, order_id)
 }
 
-pub fn list_right_orders(tx: &mut dyn Tx) -> Result<Json, AdminError> {
-    let sql = format!(
-        "SELECT {} FROM right_orders ORDER BY order_id",
-        RIGHT_ORDER_COLUMNS.join(", ")
-    );
-    Ok(rows_to_json(&tx.query(&sql, &[])?, RIGHT_ORDER_COLUMNS))
+/// The largest page a listing returns (the events listings' too).
+pub const MAX_LIMIT: i64 = 1000;
+/// The page a listing returns when no `limit` is given.
+pub const DEFAULT_LIMIT: i64 = 100;
+
+/// A listing's page size: `limit` within 1 and [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
+pub fn page_limit(limit: Option<i64>) -> i64 {
+    limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
 }
 
-pub fn list_idempotency(tx: &mut dyn Tx) -> Result<Json, AdminError> {
+/// A page of right orders (`GET /admin/right-orders`, `topgate admin right-orders`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RightOrderPage {
+    /// Only orders with a larger `order_id`: the last one of the previous page.
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// Right orders by `order_id`, a page at a time.
+pub fn list_right_orders(tx: &mut dyn Tx, page: &RightOrderPage) -> Result<Json, AdminError> {
+    let sql = format!(
+        "SELECT {} FROM right_orders WHERE order_id > ? ORDER BY order_id LIMIT ?",
+        RIGHT_ORDER_COLUMNS.join(", ")
+    );
+    let rows = tx.query(
+        &sql,
+        args![page.after.unwrap_or(i64::MIN), page_limit(page.limit)],
+    )?;
+    Ok(rows_to_json(&rows, RIGHT_ORDER_COLUMNS))
+}
+
+/// A page of idempotency records (`GET /admin/idempotency`, `topgate admin idempotency`). The
+/// records' key is two texts, so the cursor is too: both of the previous page's last record.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencyPage {
+    pub after_scope: Option<String>,
+    pub after_key: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// Idempotency records by their key (`scope`, then `idem_key`), a page at a time.
+pub fn list_idempotency(tx: &mut dyn Tx, page: &IdempotencyPage) -> Result<Json, AdminError> {
     let cols = [
         "scope",
         "idem_key",
@@ -630,9 +1096,19 @@ pub fn list_idempotency(tx: &mut dyn Tx) -> Result<Json, AdminError> {
         "response_body",
         "created_at",
     ];
-    let rows = tx.query(
-        "SELECT scope, idem_key, request_hash, response_body, created_at FROM idempotency_records ORDER BY created_at, scope, idem_key",
-        &[],
-    )?;
+    let limit = page_limit(page.limit);
+    let rows = match (&page.after_scope, &page.after_key) {
+        (None, None) => tx.query(
+            "SELECT scope, idem_key, request_hash, response_body, created_at FROM idempotency_records \
+             ORDER BY scope, idem_key LIMIT ?",
+            args![limit],
+        )?,
+        (Some(scope), Some(key)) => tx.query(
+            "SELECT scope, idem_key, request_hash, response_body, created_at FROM idempotency_records \
+             WHERE scope > ? OR (scope = ? AND idem_key > ?) ORDER BY scope, idem_key LIMIT ?",
+            args![scope, scope, key, limit],
+        )?,
+        _ => return Err(invalid("after_scope and after_key go together")),
+    };
     Ok(rows_to_json(&rows, &cols))
 }

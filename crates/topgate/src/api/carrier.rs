@@ -399,7 +399,7 @@ fn apply(
     )?;
     crate::events::emit(
         tx,
-        "carrier.notified",
+        crate::events::CARRIER_NOTIFIED,
         &format!("trade:{}", trade.tid),
         &json!({"tid": trade.tid, "notify_type": n.notify_type.wire(), "notice": n.canonical()}),
         now_ms,

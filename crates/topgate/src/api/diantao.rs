@@ -402,7 +402,7 @@ fn apply(
             }
             crate::events::emit_serialized(
                 tx,
-                "right_order.created",
+                crate::events::RIGHT_ORDER_CREATED,
                 &format!("right_order:{order_id}"),
                 &created_event(order_id, provider_id, n, &open_id),
                 now_ms,

@@ -311,7 +311,7 @@ fn record_result(tx: &mut dyn Tx, tid: i64, cb: &Callback) -> Result<(), StoreEr
 fn emit_settled(tx: &mut dyn Tx, tid: i64, cb: &Callback, now_ms: i64) -> Result<(), StoreError> {
     crate::events::emit(
         tx,
-        "opentrade.settled",
+        crate::events::OPENTRADE_SETTLED,
         &format!("trade:{tid}"),
         &json!({"tid": tid, "sub_order_no": cb.sub_order_no, "success": cb.success,
             "req_id": cb.req_id, "result_code": cb.result_code}),

@@ -256,10 +256,26 @@ enum AdminCommand {
         order_id: i64,
         event: Option<String>,
     },
-    /// List right orders.
-    RightOrders,
-    /// List idempotency records.
-    Idempotency,
+    /// List right orders by order id, a page at a time.
+    RightOrders {
+        /// Only orders with a larger order id (the last one of the previous page).
+        #[arg(long)]
+        after: Option<i64>,
+        /// Page size: 100 by default, at most 1000.
+        #[arg(long)]
+        limit: Option<i64>,
+    },
+    /// List idempotency records by scope and key, a page at a time.
+    Idempotency {
+        /// With --after-key: only records after this scope and key (the previous page's last).
+        #[arg(long, requires = "after_key")]
+        after_scope: Option<String>,
+        #[arg(long, requires = "after_scope")]
+        after_key: Option<String>,
+        /// Page size: 100 by default, at most 1000.
+        #[arg(long)]
+        limit: Option<i64>,
+    },
     /// Seed the sandbox data (idempotent).
     SeedSandbox,
 }
@@ -396,14 +412,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await?
                 }
                 AppCommand::Grant { app_key, method, calls_per_second } => {
-                    admin(&store, move |tx| {
-                        if apps::load_app(tx, &app_key)?.is_none() {
-                            return Err(ops::AdminError::NotFound(format!("app {app_key}")));
-                        }
-                        apps::grant_method(tx, &app_key, &method, calls_per_second)?;
-                        Ok(json!({"app_key": app_key, "method": method, "calls_per_second": calls_per_second}))
-                    })
-                    .await?
+                    admin(&store, move |tx| ops::grant(tx, &app_key, &method, calls_per_second))
+                        .await?
                 }
             };
             print_json(&out);
@@ -516,8 +526,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     })
                     .await?
                 }
-                AdminCommand::RightOrders => admin(&store, ops::list_right_orders).await?,
-                AdminCommand::Idempotency => admin(&store, ops::list_idempotency).await?,
+                AdminCommand::RightOrders { after, limit } => {
+                    let page = ops::RightOrderPage { after, limit };
+                    admin(&store, move |tx| ops::list_right_orders(tx, &page)).await?
+                }
+                AdminCommand::Idempotency {
+                    after_scope,
+                    after_key,
+                    limit,
+                } => {
+                    let page = ops::IdempotencyPage {
+                        after_scope,
+                        after_key,
+                        limit,
+                    };
+                    admin(&store, move |tx| ops::list_idempotency(tx, &page)).await?
+                }
                 AdminCommand::SeedSandbox => {
                     admin(&store, move |tx| {
                         Ok(json!({"seeded": sandbox::seed(tx, now_ms)?}))

@@ -3,6 +3,10 @@
 //!
 //! Webhook secrets are write-only: a listing says whether one is set, and only a generated
 //! secret is shown, once, in the answer that created it. URLs are shown without credentials.
+//!
+//! A sink's `event_types` are `*` or types topgate writes ([`super::EVENT_TYPES`]); any other
+//! name is refused (400) since its filter would never match. Listings page with `limit` (100 by
+//! default, at most [`crate::admin::ops::MAX_LIMIT`]) and `after`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,14 +20,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::nats::{NatsConfig, DEFAULT_URL as DEFAULT_NATS_URL};
-use crate::admin::ops::AdminError;
+use crate::admin::ops::{page_limit, AdminError};
 use crate::args;
 use crate::clock::millis;
 use crate::gateway::AppState;
 use crate::store::{Row, StoreError, Tx};
-
-/// The largest page a listing returns.
-const MAX_LIMIT: i64 = 1000;
 
 /// A sink to register (`POST /admin/sinks`, `topgate events add-webhook|add-nats`).
 #[derive(Debug, Deserialize)]
@@ -35,7 +36,8 @@ pub struct NewSink {
     pub url: Option<String>,
     /// Webhook signing secret; generated (and shown once) when absent.
     pub secret: Option<String>,
-    /// Event types accepted: `["*"]` (the default) or a list.
+    /// Event types accepted: `["*"]` (the default) or a list of the types written
+    /// ([`super::EVENT_TYPES`]).
     pub event_types: Option<Vec<String>>,
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -87,11 +89,14 @@ pub fn create_sink(tx: &mut dyn Tx, new: &NewSink, now: i64) -> Result<Value, Ad
         .clone()
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| vec!["*".into()]);
-    for t in &types {
-        let bad = |c: char| c.is_whitespace() || c == '>' || (c == '*' && t != "*");
-        if t.is_empty() || t.chars().any(bad) {
-            return Err(invalid(format!("invalid event type {t:?}")));
-        }
+    if let Some(t) = types
+        .iter()
+        .find(|t| *t != "*" && !super::EVENT_TYPES.contains(&t.as_str()))
+    {
+        return Err(invalid(format!(
+            "unknown event type {t:?} in event_types; * or {}",
+            super::EVENT_TYPES.join(", ")
+        )));
     }
     let mut generated = None;
     let (url, secret, config) = match new.kind.as_str() {
@@ -354,10 +359,6 @@ pub struct EventQuery {
     pub event_type: Option<String>,
 }
 
-fn limit(limit: Option<i64>) -> i64 {
-    limit.unwrap_or(100).clamp(1, MAX_LIMIT)
-}
-
 fn event_json(tx: &mut dyn Tx, r: &Row) -> Result<Value, StoreError> {
     let id = r.i64(0);
     let deliveries: Vec<Value> = tx
@@ -391,7 +392,7 @@ pub fn list_events(tx: &mut dyn Tx, q: &EventQuery) -> Result<Value, AdminError>
             q.entity.clone(),
             q.event_type.clone(),
             q.event_type.clone(),
-            limit(q.limit)
+            page_limit(q.limit)
         ],
     )?;
     let mut out = Vec::with_capacity(rows.len());
@@ -449,7 +450,7 @@ pub fn sink_attempts(tx: &mut dyn Tx, sink_id: i64, max: Option<i64>) -> Result<
         &format!(
             "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE sink_id = ? ORDER BY id DESC LIMIT ?"
         ),
-        args![sink_id, limit(max)],
+        args![sink_id, page_limit(max)],
     )?;
     Ok(attempts_json(&rows))
 }
@@ -474,7 +475,7 @@ pub fn sink_deliveries(
          FROM deliveries d JOIN events e ON e.id = d.event_id \
          WHERE d.sink_id = ? AND (CAST(? AS TEXT) IS NULL OR d.state = ?) AND d.event_id > ? \
          ORDER BY d.event_id LIMIT ?",
-        args![sink_id, state, state, after.unwrap_or(0), limit(max)],
+        args![sink_id, state, state, after.unwrap_or(0), page_limit(max)],
     )?;
     Ok(Value::Array(
         rows.iter()

@@ -22,6 +22,22 @@ use serde_json::Value;
 use crate::args;
 use crate::store::{StoreError, Tx};
 
+pub const TRADE_STATUS_CHANGED: &str = "trade.status_changed";
+pub const OPENTRADE_SETTLED: &str = "opentrade.settled";
+pub const CARRIER_NOTIFIED: &str = "carrier.notified";
+pub const RIGHT_ORDER_CREATED: &str = "right_order.created";
+pub const RIGHT_ORDER_STATUS_CHANGED: &str = "right_order.status_changed";
+
+/// Every event type written (docs/events.md), the only ones a sink may filter on besides `*`:
+/// a filter naming anything else would never match, silently.
+pub const EVENT_TYPES: [&str; 5] = [
+    TRADE_STATUS_CHANGED,
+    OPENTRADE_SETTLED,
+    CARRIER_NOTIFIED,
+    RIGHT_ORDER_CREATED,
+    RIGHT_ORDER_STATUS_CHANGED,
+];
+
 /// Records `event_type` about `entity` (e.g. `trade:8888888`) with its JSON payload, and queues
 /// it for every enabled sink that wants it.
 pub fn emit(

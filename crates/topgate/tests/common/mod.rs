@@ -247,19 +247,57 @@ impl TestApp {
             .expect("trade exists")
     }
 
+    /// Every right order, all pages of the listing.
     pub async fn right_orders(&self) -> Value {
         self.state
             .store
-            .attempt(|tx| Ok(ops::list_right_orders(tx)))
+            .attempt(|tx| {
+                let mut all = Vec::new();
+                loop {
+                    let page = ops::RightOrderPage {
+                        after: all.last().and_then(|o: &Value| o["order_id"].as_i64()),
+                        limit: Some(ops::MAX_LIMIT),
+                    };
+                    let rows = match ops::list_right_orders(tx, &page) {
+                        Ok(Value::Array(rows)) => rows,
+                        other => return Ok(other),
+                    };
+                    let last = rows.len() < ops::MAX_LIMIT as usize;
+                    all.extend(rows);
+                    if last {
+                        return Ok(Ok(Value::Array(all)));
+                    }
+                }
+            })
             .await
             .expect("store")
             .expect("listing")
     }
 
+    /// Every idempotency record, all pages of the listing.
     pub async fn idempotency(&self) -> Value {
         self.state
             .store
-            .attempt(|tx| Ok(ops::list_idempotency(tx)))
+            .attempt(|tx| {
+                let mut all: Vec<Value> = Vec::new();
+                loop {
+                    let text = |k: &str| all.last().and_then(|r| r[k].as_str().map(String::from));
+                    let page = ops::IdempotencyPage {
+                        after_scope: text("scope"),
+                        after_key: text("idem_key"),
+                        limit: Some(ops::MAX_LIMIT),
+                    };
+                    let rows = match ops::list_idempotency(tx, &page) {
+                        Ok(Value::Array(rows)) => rows,
+                        other => return Ok(other),
+                    };
+                    let last = rows.len() < ops::MAX_LIMIT as usize;
+                    all.extend(rows);
+                    if last {
+                        return Ok(Ok(Value::Array(all)));
+                    }
+                }
+            })
             .await
             .expect("store")
             .expect("listing")
