@@ -116,21 +116,20 @@ pub fn list_apps(tx: &mut dyn Tx) -> Result<Vec<AppRecord>, StoreError> {
     rows.iter().map(|r| app_from_row(tx, r)).collect()
 }
 
-/// Creates an app, or does nothing when one with that key exists (idempotent seeding).
-/// Returns the app as stored.
+/// Creates an app (a taken key fails on the primary key); returns it as stored.
 pub fn create_app(tx: &mut dyn Tx, new: &NewApp, now_ms: i64) -> Result<AppRecord, StoreError> {
     let secret = new.secret.clone().unwrap_or_else(|| random_token(32));
-    let inserted = tx.execute(
-        "INSERT INTO apps (app_key, secret, name, enabled, sandbox, supplier_id, partner_id, provider_id, seller_id, created_at) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_key) DO NOTHING",
+    // No `ON CONFLICT`: an app created by a concurrent transaction first must fail this one
+    // (409), not hand it the winner's secret.
+    tx.execute(
+        "INSERT INTO apps (app_key, secret, name, enabled, sandbox, supplier_id, partner_id, provider_id, seller_id, created_at) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
         args![new.app_key.as_str(), secret, new.name.as_str(), new.sandbox, new.supplier_id, new.partner_id, new.provider_id, new.seller_id, now_ms],
     )?;
-    if inserted == 1 {
-        for (method, limit) in &new.methods {
-            tx.execute(
-                "INSERT INTO app_methods (app_key, method, calls_per_second) VALUES (?, ?, ?)",
-                args![new.app_key.as_str(), method.as_str(), *limit],
-            )?;
-        }
+    for (method, limit) in &new.methods {
+        tx.execute(
+            "INSERT INTO app_methods (app_key, method, calls_per_second) VALUES (?, ?, ?)",
+            args![new.app_key.as_str(), method.as_str(), *limit],
+        )?;
     }
     load_app(tx, &new.app_key)?.ok_or_else(|| StoreError::Aborted("app vanished".into()))
 }

@@ -95,7 +95,7 @@ async fn seed_example_creates_one_right_order() {
     assert_eq!(list.len(), 1);
     let o = &list[0];
     let expected = json!({
-        "order_id": order_id.parse::<i64>().unwrap(), "provider_id": 1, "app_key": "test",
+        "order_id": order_id, "provider_id": 1, "app_key": "test",
         "source": "中国移动", "outer_order_id": "1057706761588580000",
         "idempotent_id": "18072887365_11434434554", "user_id": 10001, "open_id": open_id,
         "phone": "18072887365", "amount": 100, "pay_time": 1661766890994i64,
@@ -519,7 +519,7 @@ async fn concurrent_identical_notifications_make_one_order() {
     let list = app.right_orders().await;
     assert_eq!(orders(&list).len(), 1);
     assert_eq!(
-        orders(&list)[0]["order_id"].to_string(),
+        orders(&list)[0]["order_id"].as_str().unwrap(),
         answers[0]["data"]["order_id"].as_str().unwrap()
     );
 }
@@ -557,7 +557,7 @@ async fn concurrent_conflicting_notifications_have_one_winner() {
     let (i, v) = &winners[0];
     assert_eq!(orders(&list)[0]["amount"], 100 + i);
     assert_eq!(
-        orders(&list)[0]["order_id"].to_string(),
+        orders(&list)[0]["order_id"].as_str().unwrap(),
         v["data"]["order_id"].as_str().unwrap()
     );
 }

@@ -996,17 +996,28 @@ const RIGHT_ORDER_COLUMNS: &[&str] = &[
     "created_at",
 ];
 
+/// Right orders as JSON, each `order_id` as a string: ids are about 1.8·10^18, beyond the
+/// integers a JSON number keeps exactly in JavaScript and other double-based parsers (2^53).
+/// The API's answer and the events carry it as a string too.
+fn right_orders_json(rows: &[Row]) -> Json {
+    let mut orders = rows_to_json(rows, RIGHT_ORDER_COLUMNS);
+    for order in orders.as_array_mut().into_iter().flatten() {
+        if let Some(id) = order.get("order_id").and_then(Json::as_i64) {
+            order["order_id"] = json!(id.to_string());
+        }
+    }
+    orders
+}
+
 pub fn get_right_order(tx: &mut dyn Tx, order_id: i64) -> Result<Json, AdminError> {
-    select(
-        tx,
-        "right_orders",
-        RIGHT_ORDER_COLUMNS,
-        "order_id",
-        order_id,
-    )?
-    .as_array()
-    .and_then(|a| a.first().cloned())
-    .ok_or_else(|| AdminError::NotFound(format!("right order {order_id}")))
+    let sql = format!(
+        "SELECT {} FROM right_orders WHERE order_id = ?",
+        RIGHT_ORDER_COLUMNS.join(", ")
+    );
+    right_orders_json(&tx.query(&sql, args![order_id])?)
+        .as_array()
+        .and_then(|a| a.first().cloned())
+        .ok_or_else(|| AdminError::NotFound(format!("right order {order_id}")))
 }
 
 /// `finish` (PAID → FINISHED) or `refund` (PAID → REFUNDED).
@@ -1074,7 +1085,7 @@ pub fn list_right_orders(tx: &mut dyn Tx, page: &RightOrderPage) -> Result<Json,
         &sql,
         args![page.after.unwrap_or(i64::MIN), page_limit(page.limit)],
     )?;
-    Ok(rows_to_json(&rows, RIGHT_ORDER_COLUMNS))
+    Ok(right_orders_json(&rows))
 }
 
 /// A page of idempotency records (`GET /admin/idempotency`, `topgate admin idempotency`). The

@@ -255,7 +255,9 @@ impl TestApp {
                 let mut all = Vec::new();
                 loop {
                     let page = ops::RightOrderPage {
-                        after: all.last().and_then(|o: &Value| o["order_id"].as_i64()),
+                        after: all
+                            .last()
+                            .and_then(|o: &Value| o["order_id"].as_str()?.parse().ok()),
                         limit: Some(ops::MAX_LIMIT),
                     };
                     let rows = match ops::list_right_orders(tx, &page) {
