@@ -72,11 +72,13 @@ impl Settings {
             ))));
         }
         let file = config_file.unwrap_or_else(|| Path::new("topgate.toml"));
-        Figment::from(Serialized::defaults(Settings::default()))
+        let settings = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(file))
             .merge(Env::prefixed("TOPGATE_"))
             .extract()
-            .map_err(Box::new)
+            .map_err(Box::new)?;
+        reject_unknown_keys(file)?;
+        Ok(settings)
     }
 
     pub fn database_url(&self, sandbox: bool) -> String {
@@ -87,5 +89,73 @@ impl Settings {
                 DEFAULT_DATABASE_URL.into()
             }
         })
+    }
+}
+
+/// A misspelt key in the file would otherwise leave its setting at the default without a word.
+/// Only the file is checked: `TOPGATE_*` variables that are no settings (`TOPGATE_LOG`, a test's
+/// `TOPGATE_TEST_DATABASE`) must stay harmless. serde_ignored reports what `Settings`' own
+/// `Deserialize` skips, nested tables included, so no list of keys is kept by hand.
+fn reject_unknown_keys(file: &Path) -> Result<(), Box<figment::Error>> {
+    let file_only = Figment::from(Toml::file(file));
+    let table: figment::value::Value = file_only.extract().map_err(Box::new)?;
+    let mut unknown = Vec::new();
+    serde_ignored::deserialize::<_, _, Settings>(&table, |path| unknown.push(format!("`{path}`")))
+        .map_err(Box::new)?;
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    // Toml::file looks for a relative name in the parent directories too: name the one read.
+    let read = file_only
+        .metadata()
+        .find_map(|m| m.source.as_ref()?.file_path().map(Path::to_path_buf))
+        .unwrap_or_else(|| file.to_path_buf());
+    Err(Box::new(figment::Error::from(format!(
+        "unknown {} {} in the settings file {}",
+        if unknown.len() == 1 { "key" } else { "keys" },
+        unknown.join(", "),
+        read.display()
+    ))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Settings, Box<figment::Error>> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("topgate.toml");
+        std::fs::write(&file, text).expect("settings file");
+        Settings::load(Some(&file))
+    }
+
+    #[test]
+    fn every_known_key_is_accepted() {
+        let settings = load_text(
+            "listen = \"127.0.0.1:9\"\nadmin_token = \"t\"\n[events]\nretry_schedule_ms = [1, 2]\n",
+        )
+        .expect("valid settings");
+        assert_eq!(settings.listen, "127.0.0.1:9");
+        assert_eq!(settings.events.retry_schedule_ms, [1, 2]);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_table_and_the_file() {
+        let err = load_text("listen_adress = \"0.0.0.0:80\"\n[events]\nretry_jiter = 0.5\n")
+            .expect_err("typos are refused")
+            .to_string();
+        assert!(
+            err.contains("unknown keys `events.retry_jiter`, `listen_adress`"),
+            "{err}"
+        );
+        assert!(err.contains("topgate.toml"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_table_is_refused() {
+        let err = load_text("[event]\npoll_interval_ms = 5\n")
+            .expect_err("a misspelt table is refused")
+            .to_string();
+        assert!(err.contains("unknown key `event`"), "{err}");
     }
 }

@@ -312,6 +312,48 @@ fn a_missing_config_file_and_an_unknown_database_scheme_are_errors() {
     assert!(created.is_empty(), "{created:?}");
 }
 
+/// A misspelt key in the settings file, at the top or in a table, stops every command before it
+/// does anything, naming the key and the file; `TOPGATE_*` variables that are no settings stay
+/// harmless.
+#[test]
+fn an_unknown_key_in_the_settings_file_stops_startup_naming_it_and_the_file() {
+    let scratch = Scratch::new();
+    std::fs::write(
+        scratch.path().join("topgate.toml"),
+        "listen_adress = \"0.0.0.0:8080\"\n[events]\nretry_jiter = 0.5\n",
+    )
+    .unwrap();
+    let out = scratch.run(&["app", "list"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown keys `events.retry_jiter`, `listen_adress`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("topgate.toml"), "{stderr}");
+    assert!(!scratch.path().join("x.db").exists(), "nothing was opened");
+
+    std::fs::write(scratch.path().join("ok.toml"), "listen = \"127.0.0.1:0\"\n").unwrap();
+    std::fs::write(scratch.path().join("typo.toml"), "[event]\nlease_ms = 1\n").unwrap();
+    let out = scratch.run(&["--config", "typo.toml", "app", "list"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown key `event`"), "{stderr}");
+    assert!(stderr.contains("typo.toml"), "{stderr}");
+
+    let out = scratch
+        .command()
+        .env("TOPGATE_NOT_A_SETTING", "1")
+        .args(["--config", "ok.toml", "app", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn sign_explain_prints_v1_canonical_string_and_sign_but_never_the_secret() {
     let s = Scratch::new();
