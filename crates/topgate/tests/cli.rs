@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_topgate");
 
 /// A scratch directory (also the working directory, so no stray `topgate.toml` or default
@@ -352,6 +354,66 @@ fn an_unknown_key_in_the_settings_file_stops_startup_naming_it_and_the_file() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A PostgreSQL server that refuses connections is reported at once with the cause, by host and
+/// port, never with the URL's password (a pool would retry until its timeout and say only
+/// "pool timed out").
+#[test]
+fn an_unreachable_postgres_is_reported_at_once_with_the_cause_and_no_password() {
+    let scratch = Scratch::new();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("postgres://topgate:s3cretpw@127.0.0.1:{port}/topgate");
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .current_dir(scratch.path())
+        .env_remove("TOPGATE_LOG")
+        .args(["--database-url", &url, "app", "list"])
+        .output()
+        .expect("topgate runs");
+    assert!(!out.status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to PostgreSQL at 127.0.0.1:{port}: Connection refused"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cretpw"), "{stderr}");
+}
+
+/// At the default log level a command over an existing database prints its answer and nothing
+/// on stderr: over PostgreSQL (`TOPGATE_TEST_DATABASE=postgres`) the schema check once logged
+/// a `relation "schema_migrations" already exists` notice on every command.
+#[test]
+fn commands_over_an_existing_database_print_no_notice() {
+    let scratch = Scratch::new();
+    let url = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(common::test_database_url(scratch.path()));
+    for _ in 0..2 {
+        let out = Command::new(BIN)
+            .current_dir(scratch.path())
+            .env_remove("TOPGATE_LOG")
+            .args(["--database-url", &url, "app", "list"])
+            .output()
+            .expect("topgate runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    }
 }
 
 #[test]

@@ -14,8 +14,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgPoolOptions, PgRow};
-use sqlx::{Column, Either, Executor, PgPool, Postgres, Row as _, Statement, TypeInfo};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{
+    Column, Connection, Either, Executor, PgConnection, PgPool, Postgres, Row as _, Statement,
+    TypeInfo,
+};
 use tokio::runtime::{Handle, Runtime};
 
 use super::{Backend, ReadJob, Row, SqlArg, SqlValue, StoreError, Tx, WriteJob};
@@ -33,6 +36,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("0006_lianbei_orders.sql")),
     (7, include_str!("0007_deliveries_pending_order.sql")),
 ];
+/// How long the first connection may take before the server is reported unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serialises schema migrations of nodes starting together.
 const MIGRATION_LOCK: i64 = 0x746f_7067_6174;
 
@@ -247,18 +252,26 @@ impl Tx for PgTx<'_> {
     }
 }
 
-async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
-    let mut conn = pool.acquire().await?;
+async fn migrate(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(MIGRATION_LOCK)
         .execute(&mut *conn)
         .await?;
     let result = async {
-        sqlx::raw_sql(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        )
-        .execute(&mut *conn)
-        .await?;
+        // Looked up rather than `CREATE TABLE IF NOT EXISTS`, whose "already exists, skipping"
+        // notice sqlx logs at info level on every later start and CLI command. The advisory
+        // lock keeps the look-up and the creation together.
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass('schema_migrations') IS NOT NULL")
+                .fetch_one(&mut *conn)
+                .await?;
+        if !exists {
+            sqlx::raw_sql(
+                "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
         for (version, sql) in MIGRATIONS {
             let done: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations WHERE version = $1")
@@ -283,27 +296,61 @@ async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
     result
 }
 
+/// The first connection, made directly: a pool retries a refused connection until its acquire
+/// timeout and then reports only "pool timed out", hiding why. Names the server by host and
+/// port alone, so no password of the URL can be shown.
+async fn connect(options: &PgConnectOptions) -> Result<PgConnection, String> {
+    let host = options.get_host();
+    let port = options.get_port();
+    let server = if host.starts_with('/') {
+        format!("{host}/.s.PGSQL.{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => {
+            let cause = match &e {
+                sqlx::Error::Io(io) => io.to_string(),
+                sqlx::Error::Database(db) => db.message().to_string(),
+                other => other.to_string(),
+            };
+            Err(format!("cannot connect to PostgreSQL at {server}: {cause}"))
+        }
+        Err(_) => Err(format!(
+            "cannot connect to PostgreSQL at {server}: no answer within {} s",
+            CONNECT_TIMEOUT.as_secs()
+        )),
+    }
+}
+
 impl PgBackend {
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let handle = io_runtime().handle().clone();
-        let connect_url = url.to_string();
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", redact(url))))?;
         // Connecting blocks; do it off any async context the caller may be in.
         let pool = std::thread::scope(|s| {
             s.spawn(|| {
                 handle.block_on(async {
-                    let pool = PgPoolOptions::new()
-                        .max_connections((WRITERS + READERS) as u32)
-                        .acquire_timeout(Duration::from_secs(10))
-                        .connect(&connect_url)
-                        .await?;
-                    migrate(&pool).await?;
-                    Ok::<_, sqlx::Error>(pool)
+                    let mut conn = connect(&options).await?;
+                    migrate(&mut conn)
+                        .await
+                        .map_err(|e| format!("cannot open {}: {e}", redact(url)))?;
+                    let _ = conn.close().await;
+                    Ok::<_, String>(
+                        PgPoolOptions::new()
+                            .max_connections((WRITERS + READERS) as u32)
+                            .acquire_timeout(Duration::from_secs(10))
+                            .connect_lazy_with(options.clone()),
+                    )
                 })
             })
             .join()
         })
         .map_err(|_| StoreError::Backend("PostgreSQL setup panicked".into()))?
-        .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", redact(url))))?;
+        .map_err(StoreError::Backend)?;
 
         let (write_tx, write_rx) = mpsc::channel::<WriteJob>();
         let write_rx = Arc::new(Mutex::new(write_rx));
