@@ -47,7 +47,8 @@ impl SignMethod {
 impl std::str::FromStr for SignMethod {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::from_wire(s).ok_or_else(|| format!("unknown sign method {s:?}"))
+        Self::from_wire(s)
+            .ok_or_else(|| format!("unknown sign method {s:?}; md5, hmac or hmac-sha256"))
     }
 }
 

@@ -22,6 +22,7 @@ pub mod trades;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use clock::Clock;
 use config::Settings;
 use gateway::AppState;
@@ -46,7 +47,10 @@ impl Server {
                 .map_err(|e| anyhow::anyhow!("sandbox seed failed: {e}"))?;
             tracing::info!(seeded, "sandbox ready");
         }
-        let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
+        // The address may come from a flag, the file or the environment: say which was used.
+        let listener = tokio::net::TcpListener::bind(&settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
         let state = AppState::new(store, settings, clock);
         Ok(Self {

@@ -3,7 +3,9 @@
 //! `serve --sandbox --listen 127.0.0.1:0`: it prints its real address and a one-liner that
 //! succeeds when run, keeps its state across restarts, and shuts down cleanly on SIGTERM. A
 //! plain `serve` over a CLI-made database honours `app disable` and `app rotate-secret` within
-//! its app cache time (1 s).
+//! its app cache time (1 s). Operator errors: unknown keys of the settings file, an unreachable
+//! PostgreSQL, no notice on a quiet command, clap's errors naming the option concerned, and help
+//! that never shows a secret variable's value.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -413,6 +415,118 @@ fn commands_over_an_existing_database_print_no_notice() {
         );
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
         assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    }
+}
+
+/// Mistakes on the command line are reported by clap (exit code 2) against the option given:
+/// a missing choice among options names all of them, and a bad or negative value names its
+/// option rather than being taken for an unknown argument or checked after parsing.
+#[test]
+fn command_line_mistakes_name_the_option_they_concern() {
+    let scratch = Scratch::new();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["events", "redeliver", "1"],
+            "<--event <EVENT>|--dead|--from-event <FROM_EVENT>>",
+        ),
+        (&["events", "attempts"], "<--event <EVENT>|--sink <SINK>>"),
+        (
+            &["events", "redeliver", "1", "--dead", "--from-event", "3"],
+            "'--dead' cannot be used with '--from-event <FROM_EVENT>'",
+        ),
+        (
+            &[
+                "app",
+                "create",
+                "--app-key",
+                "a",
+                "--calls-per-second",
+                "-1",
+            ],
+            "invalid value '-1' for '--calls-per-second <CALLS_PER_SECOND>': must be at least 1",
+        ),
+        (
+            &["app", "grant", "a", "m", "--calls-per-second", "0"],
+            "invalid value '0' for '--calls-per-second <CALLS_PER_SECOND>': must be at least 1",
+        ),
+        (
+            &[
+                "session",
+                "create",
+                "--app-key",
+                "a",
+                "--user-id",
+                "1",
+                "--ttl-secs",
+                "0",
+            ],
+            "invalid value '0' for '--ttl-secs <TTL_SECS>': must be at least 1",
+        ),
+        (
+            &["events", "list", "--limit", "-5"],
+            "invalid value '-5' for '--limit <LIMIT>': must be at least 1",
+        ),
+        (
+            &["bench", "--duration", "-1"],
+            "invalid value '-1' for '--duration <DURATION>'",
+        ),
+        (
+            &["bench", "--requests", "0"],
+            "invalid value '0' for '--requests <REQUESTS>': must be at least 1",
+        ),
+        (
+            &["call", "taobao.time.get", "--format", "yaml"],
+            "invalid value 'yaml' for '--format <FORMAT>': expected json or xml",
+        ),
+        (
+            &["sign", "--secret", "s", "--sign-method", "sha1"],
+            "md5, hmac or hmac-sha256",
+        ),
+        (
+            &["sign", "--secret", "s", "--param", "app_key"],
+            "invalid value 'app_key' for '--param <NAME=VALUE>': expected NAME=VALUE",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = scratch.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    assert!(!scratch.path().join("x.db").exists(), "nothing ran");
+
+    let out = scratch.run(&["serve", "--listen", "nonsense"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot listen on nonsense:"), "{stderr}");
+    let out = scratch.run(&["admin", "create", "apps", "{\"secret\": \"s3cret\""]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("<JSON> is not valid JSON"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+/// `--help` says which variables an option reads, never their values: the database URL may
+/// hold a password and the admin token is a secret.
+#[test]
+fn help_never_shows_the_values_of_secret_environment_variables() {
+    for args in [
+        &["--help"][..],
+        &["bench", "--help"],
+        &["events", "add-webhook", "--help"],
+    ] {
+        let out = Command::new(BIN)
+            .env("TOPGATE_DATABASE_URL", "postgres://u:dbpw1234@h/d")
+            .env("TOPGATE_ADMIN_TOKEN", "admintok1234")
+            .env("TOPGATE_WEBHOOK_SECRET", "hooksecret123456")
+            .args(args)
+            .output()
+            .expect("topgate runs");
+        assert!(out.status.success());
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("[env: TOPGATE_DATABASE_URL]"), "{help}");
+        for secret in ["dbpw1234", "admintok1234", "hooksecret123456"] {
+            assert!(!help.contains(secret), "{args:?} shows {secret}: {help}");
+        }
     }
 }
 

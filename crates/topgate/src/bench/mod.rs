@@ -24,6 +24,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use top_protocol::SignMethod;
 
+use crate::cli::at_least_one;
 use crate::store::Store;
 use load::{Limit, PhaseResult, Source, Target};
 use requests::{Api, Plan};
@@ -42,7 +43,7 @@ enum BenchCommand {
     /// Write N lianbei orders and N right orders directly into the store (server stopped;
     /// the database is the global --database-url).
     Seed {
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, allow_negative_numbers = true, value_parser = at_least_one::<u64>)]
         orders: u64,
     },
 }
@@ -56,13 +57,13 @@ struct RunArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080/router/rest")]
     url: String,
     /// Keep-alive connections, one task each.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = at_least_one::<usize>)]
     connections: usize,
     /// Seconds per phase (default 10 when --requests is not given).
-    #[arg(long, conflicts_with = "requests")]
+    #[arg(long, conflicts_with = "requests", allow_negative_numbers = true, value_parser = positive_seconds)]
     duration: Option<f64>,
     /// Requests per phase.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = at_least_one::<u64>)]
     requests: Option<u64>,
     #[arg(long, default_value = "md5")]
     sign_method: SignMethod,
@@ -73,7 +74,7 @@ struct RunArgs {
     #[arg(long, default_value = crate::sandbox::SESSION)]
     session: String,
     /// Bearer token of the server's admin API, to create the orders the run consumes.
-    #[arg(long, env = "TOPGATE_ADMIN_TOKEN")]
+    #[arg(long, env = "TOPGATE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
     /// Orders prepared for supplier/opentrade in a --duration run (each is notified once;
     /// past that, requests cycle over them and become idempotent replays).
@@ -119,13 +120,14 @@ pub async fn main(args: BenchArgs, database_url: String) -> anyhow::Result<ExitC
     }
 }
 
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(d) if d > 0.0 && Duration::try_from_secs_f64(d).is_ok() => Ok(d),
+        _ => Err("expected a positive number of seconds".into()),
+    }
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
-    anyhow::ensure!(args.requests != Some(0), "--requests must be at least 1");
-    anyhow::ensure!(
-        args.duration.is_none_or(|d| d > 0.0 && d.is_finite()),
-        "--duration must be a positive number of seconds"
-    );
     let limit = match (args.requests, args.duration) {
         (Some(n), _) => Limit::Requests(n),
         (None, d) => Limit::Duration(Duration::from_secs_f64(d.unwrap_or(10.0))),

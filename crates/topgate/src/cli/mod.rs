@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use serde_json::{json, Value};
 use top_protocol::sign::{sign_string, string_to_sign};
 use top_protocol::{Format, ParamSet, SignMethod};
@@ -24,17 +24,29 @@ use crate::{sandbox, Server};
 )]
 struct Cli {
     /// Settings file (default: ./topgate.toml when present).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     config: Option<PathBuf>,
-    /// Database URL: sqlite://path (default .topgate/topgate.db, or .topgate/sandbox.db with --sandbox).
-    #[arg(long, global = true, env = "TOPGATE_DATABASE_URL")]
+    /// Database URL: sqlite://path (default .topgate/topgate.db, or .topgate/sandbox.db with
+    /// --sandbox) or postgres://user:password@host:port/db.
+    // The variable's value may hold a password: `--help` must not print it.
+    #[arg(
+        long,
+        global = true,
+        env = "TOPGATE_DATABASE_URL",
+        hide_env_values = true,
+        help_heading = GLOBAL
+    )]
     database_url: Option<String>,
     /// Use the sandbox database (and, for `serve`, seed it).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     sandbox: bool,
     #[command(subcommand)]
     command: Command,
 }
+
+/// Heading of the global options: in a subcommand's help they would otherwise be interleaved
+/// with its own.
+const GLOBAL: &str = "Global options";
 
 #[derive(Subcommand)]
 enum Command {
@@ -57,12 +69,14 @@ enum Command {
         /// Print the canonical string too.
         #[arg(long)]
         explain: bool,
+        /// The app secret to sign with.
         #[arg(long)]
         secret: String,
+        /// md5, hmac or hmac-sha256.
         #[arg(long, default_value = "md5")]
         sign_method: SignMethod,
-        /// name=value, repeatable.
-        #[arg(long = "param", value_parser = parse_pair)]
+        /// A parameter, repeatable.
+        #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_pair)]
         params: Vec<(String, String)>,
     },
     /// Call a TOP method and print the response.
@@ -82,19 +96,17 @@ enum EventsCommand {
     /// List events (oldest first) with their delivery state per sink.
     List {
         /// Only events with a larger id.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         after: Option<i64>,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = at_least_one::<i64>)]
         limit: Option<i64>,
         #[arg(long)]
         entity: Option<String>,
-        #[arg(long = "type")]
+        #[arg(long = "type", value_name = "TYPE")]
         event_type: Option<String>,
     },
     /// Show one event.
-    Show {
-        event_id: i64,
-    },
+    Show { event_id: i64 },
     /// List sinks (secrets are never shown).
     Sinks,
     /// Register a webhook; a signing secret is generated (and printed once) unless given.
@@ -105,7 +117,7 @@ enum EventsCommand {
         #[arg(long, env = "TOPGATE_WEBHOOK_SECRET", hide_env_values = true)]
         secret: Option<String>,
         /// Event type to send, repeatable (default: all).
-        #[arg(long = "event-type")]
+        #[arg(long = "event-type", value_name = "TYPE")]
         event_types: Vec<String>,
         /// Register it disabled.
         #[arg(long)]
@@ -119,43 +131,54 @@ enum EventsCommand {
         stream: String,
         #[arg(long, default_value = crate::events::nats::DEFAULT_SUBJECT_PREFIX)]
         subject_prefix: String,
-        #[arg(long = "event-type")]
+        /// Event type to send, repeatable (default: all).
+        #[arg(long = "event-type", value_name = "TYPE")]
         event_types: Vec<String>,
+        /// Register it disabled.
         #[arg(long)]
         disabled: bool,
     },
-    Enable {
-        sink_id: i64,
-    },
-    Disable {
-        sink_id: i64,
-    },
+    /// Enable a sink: its pending deliveries resume.
+    Enable { sink_id: i64 },
+    /// Disable a sink: nothing is sent to it and new events are not queued for it.
+    Disable { sink_id: i64 },
     /// Deliveries of a sink, optionally in one state (pending, delivered, dead).
     Deliveries {
         sink_id: i64,
-        #[arg(long)]
+        #[arg(long, value_parser = ["pending", "delivered", "dead"])]
         state: Option<String>,
-        #[arg(long)]
+        /// Only deliveries of events with a larger id.
+        #[arg(long, allow_negative_numbers = true)]
         after: Option<i64>,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = at_least_one::<i64>)]
         limit: Option<i64>,
     },
     /// Delivery attempts of an event (all sinks) or of a sink (newest first).
+    // A group, not `required_unless_present` on --event: clap would then report a missing
+    // --event alone, as if --sink were no choice.
+    #[command(group(ArgGroup::new("of").required(true).args(["event", "sink"])))]
     Attempts {
-        #[arg(long, conflicts_with = "sink", required_unless_present = "sink")]
+        /// Attempts of this event, to every sink.
+        #[arg(long)]
         event: Option<i64>,
+        /// Attempts to this sink.
         #[arg(long)]
         sink: Option<i64>,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = at_least_one::<i64>)]
         limit: Option<i64>,
     },
     /// Re-queue one event, the dead letters, or everything from an event id on, for a sink.
+    // One of the three, named together when none is given (see `Attempts`).
+    #[command(group(ArgGroup::new("what").required(true).args(["event", "dead", "from_event"])))]
     Redeliver {
         sink_id: i64,
-        #[arg(long, conflicts_with_all = ["dead", "from_event"], required_unless_present_any = ["dead", "from_event"])]
+        /// Re-queue this event.
+        #[arg(long)]
         event: Option<i64>,
-        #[arg(long, conflicts_with = "from_event")]
+        /// Re-queue the sink's dead letters.
+        #[arg(long)]
         dead: bool,
+        /// Re-queue every event from this id on.
         #[arg(long)]
         from_event: Option<i64>,
     },
@@ -172,10 +195,11 @@ enum AppCommand {
         secret: Option<String>,
         #[arg(long, default_value = "")]
         name: String,
-        #[arg(long = "method")]
+        /// A method to grant, repeatable.
+        #[arg(long = "method", value_name = "METHOD")]
         methods: Vec<String>,
         /// Calls per second allowed for each granted method.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = at_least_one::<u32>)]
         calls_per_second: Option<u32>,
         #[arg(long)]
         supplier_id: Option<i64>,
@@ -186,33 +210,33 @@ enum AppCommand {
         #[arg(long)]
         seller_id: Option<i64>,
     },
+    /// List apps (secrets are never shown).
     List,
-    Disable {
-        app_key: String,
-    },
-    Enable {
-        app_key: String,
-    },
-    RotateSecret {
-        app_key: String,
-    },
+    /// Disable an app: its calls are refused.
+    Disable { app_key: String },
+    /// Enable a disabled app.
+    Enable { app_key: String },
+    /// Replace an app's secret with a new one, printed once.
+    RotateSecret { app_key: String },
     /// Grant a method, optionally with a calls-per-second limit.
     Grant {
         app_key: String,
         method: String,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = at_least_one::<u32>)]
         calls_per_second: Option<u32>,
     },
 }
 
 #[derive(Subcommand)]
 enum SessionCommand {
+    /// Create a session of a user for an app, and print its key.
     Create {
         #[arg(long)]
         app_key: String,
         #[arg(long)]
         user_id: i64,
-        #[arg(long, default_value_t = 86400)]
+        /// Seconds until the session expires.
+        #[arg(long, default_value_t = 86400, allow_negative_numbers = true, value_parser = at_least_one::<i64>)]
         ttl_secs: i64,
     },
 }
@@ -220,8 +244,8 @@ enum SessionCommand {
 #[derive(Args)]
 struct CallArgs {
     method: String,
-    /// name=value, repeatable; object parameters as JSON text.
-    #[arg(long = "param", value_parser = parse_pair)]
+    /// A parameter, repeatable; object parameters as JSON text.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_pair)]
     params: Vec<(String, String)>,
     #[arg(long, default_value = "http://127.0.0.1:8080/router/rest")]
     url: String,
@@ -231,11 +255,12 @@ struct CallArgs {
     secret: String,
     #[arg(long)]
     session: Option<String>,
+    /// md5, hmac or hmac-sha256.
     #[arg(long, default_value = "hmac-sha256")]
     sign_method: SignMethod,
     /// json or xml.
-    #[arg(long, default_value = "json")]
-    format: String,
+    #[arg(long, default_value = "json", value_parser = parse_format)]
+    format: Format,
     #[arg(long)]
     simplify: bool,
     /// Indent a JSON answer (re-serialised: keys sorted). Without it the body is printed
@@ -283,7 +308,31 @@ enum AdminCommand {
 fn parse_pair(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected name=value, got {s:?}"))
+        .ok_or_else(|| "expected NAME=VALUE".to_string())
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    Format::from_param(Some(s).filter(|s| !s.is_empty()))
+        .ok_or_else(|| "expected json or xml".into())
+}
+
+/// A whole number of at least 1, for a value parser: clap's error then names the option and
+/// shows its usage. With `allow_negative_numbers` on the argument, as clap otherwise reports a
+/// negative value as an unexpected argument of its own, `-1`, rather than a bad value of the
+/// option before it.
+pub(crate) fn at_least_one<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+    T::Err: std::fmt::Display,
+{
+    match s.parse::<T>() {
+        Ok(n) if n >= T::from(1) => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(_) if s.starts_with('-') && s[1..].bytes().all(|b| b.is_ascii_digit()) => {
+            Err("must be at least 1".into())
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -503,7 +552,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_store()?;
             let out = match cmd {
                 AdminCommand::Create { resource, json } => {
-                    let body: Value = serde_json::from_str(&json)?;
+                    // Not a clap value parser: clap would echo the text, an app's secret with it.
+                    let body: Value = serde_json::from_str(&json)
+                        .map_err(|e| anyhow::anyhow!("<JSON> is not valid JSON: {e}"))?;
                     admin(&store, move |tx| ops::create(tx, &resource, &body, now_ms)).await?
                 }
                 AdminCommand::Trade { tid, event: None } => {
@@ -679,8 +730,7 @@ where
 }
 
 async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
-    let format = Format::from_param(Some(&args.format))
-        .ok_or_else(|| anyhow::anyhow!("--format must be json or xml"))?;
+    let format = args.format;
     let pretty = args.pretty;
     let mut builder = top_sdk::TopClient::builder(args.url, args.app_key, args.secret)
         .sign_method(args.sign_method)
