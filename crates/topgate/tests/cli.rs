@@ -234,7 +234,7 @@ fn app_create_list_disable_rotate_and_session_create() {
                 "--calls-per-second",
                 "0",
             ],
-            "invalid request: calls_per_second must be at least 1",
+            "invalid value '0' for '--calls-per-second <CALLS_PER_SECOND>': must be at least 1",
         ),
     ] {
         let out = s.run(&args);
