@@ -327,16 +327,24 @@ fn close_tag(out: &mut String, name: &str) {
     out.push('>');
 }
 
+/// Text as XML character data. A CR is written `&#13;`: a parser turns a literal one (and a
+/// CR LF) into LF, so only the reference gives the client the text sent; it also keeps the
+/// batch separator, `\r\n-S-\r\n`, out of every XML answer.
 fn write_xml_leaf(out: &mut String, name: &str, text: &str) {
     open_tag(out, name, false);
-    if text.chars().any(not_xml_char) {
+    let escaped = if text.chars().any(not_xml_char) {
         let clean: String = text
             .chars()
             .map(|c| if not_xml_char(c) { '\u{FFFD}' } else { c })
             .collect();
-        out.push_str(&quick_xml::escape::escape(clean.as_str()));
+        Cow::Owned(quick_xml::escape::escape(clean.as_str()).into_owned())
     } else {
-        out.push_str(&quick_xml::escape::escape(text));
+        quick_xml::escape::escape(text)
+    };
+    if escaped.contains('\r') {
+        out.push_str(&escaped.replace('\r', "&#13;"));
+    } else {
+        out.push_str(&escaped);
     }
     close_tag(out, name);
 }
@@ -459,6 +467,15 @@ mod tests {
         let body = Object::new().field("t", "a\u{1}b\u{fffe}\tc");
         assert!(write_success("m", &body, "r", Format::Xml, false)
             .contains("<t>a\u{FFFD}b\u{FFFD}\tc</t>"));
+    }
+
+    #[test]
+    fn xml_writes_carriage_returns_as_references() {
+        let body = Object::new().field("t", "a\r\n-S-\r\nb");
+        let xml = write_success("m", &body, "r", Format::Xml, false);
+        assert!(xml.contains("<t>a&#13;\n-S-&#13;\nb</t>"), "{xml}");
+        let read = crate::reader::xml_to_json(&xml).expect("the answer parses");
+        assert_eq!(read["m_response"]["t"], "a\r\n-S-\r\nb");
     }
 
     #[test]

@@ -283,3 +283,66 @@ fn form(pairs: &[(&str, &str)]) -> String {
     }
     params.to_form()
 }
+
+/// Answers that would hold the separator (here an unknown method name echoed back) must not
+/// make the client count one answer too many: XML writes CR as a reference, so the default
+/// separator never occurs; an answer holding another separator is replaced by an error that
+/// says so. Either way there is one answer per call.
+#[tokio::test]
+async fn an_answer_never_holds_the_separator() {
+    let app = spawn_app().await;
+    let echoed = format!("a{DEFAULT_SEPARATOR}b");
+    let body = [
+        form(&[("method", echoed.as_str())]),
+        form(&[("method", TIME_GET)]),
+    ]
+    .join(DEFAULT_SEPARATOR);
+    let query = signed_query(&body, |p| p.set("format", "xml"));
+    let (_, text) = post_batch(&app, &query, &body, None).await;
+    let parts: Vec<&str> = text.split(DEFAULT_SEPARATOR).collect();
+    assert_eq!(parts.len(), 2, "{text}");
+    assert!(parts[0].contains("<code>22</code>"), "{text}");
+    assert!(parts[0].contains("a&#13;\n-S-&#13;\nb"), "{text}");
+    assert!(parts[1].contains("<time_get_response>"), "{text}");
+
+    let separator = "|||";
+    let body = [
+        form(&[("method", TIME_GET)]),
+        form(&[("method", "x|||y")]),
+        form(&[("method", TIME_GET)]),
+    ]
+    .join(separator);
+    let query = signed_query(&body, |p| p.set("format", "json"));
+    let (_, text) = post_batch(&app, &query, &body, Some(separator)).await;
+    let parts = answers(&text, separator);
+    assert_eq!(parts.len(), 3, "{text}");
+    let error = &parts[1]["error_response"];
+    assert_eq!(error["code"], 15);
+    assert_eq!(error["sub_code"], "isv.separator-in-answer");
+    assert!(parts[0].get("time_get_response").is_some(), "{text}");
+    assert!(parts[2].get("time_get_response").is_some(), "{text}");
+}
+
+#[tokio::test]
+async fn a_separator_header_that_is_not_visible_ascii_refuses_the_batch() {
+    let app = spawn_app().await;
+    let body = [form(&[("method", TIME_GET)]), form(&[("method", TIME_GET)])].join("§");
+    let query = signed_query(&body, |p| p.set("format", "json"));
+    let response = app
+        .http
+        .post(format!("{}/router/batch?{query}", app.base))
+        .header(
+            SEPARATOR_HEADER,
+            reqwest::header::HeaderValue::from_bytes("§".as_bytes()).unwrap(),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    let error = json_of(&response.text().await.unwrap())["error_response"].clone();
+    assert_eq!(error["code"], 41, "{error}");
+    assert_eq!(
+        error["sub_msg"],
+        "the top-api-separator header must be visible ASCII text"
+    );
+}

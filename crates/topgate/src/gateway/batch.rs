@@ -20,10 +20,16 @@
 //! Choices the page leaves open: a batch sent by GET is code 9; the joined answer is
 //! `text/plain` (it is not one JSON or XML document; clients split it); a body with no call is
 //! refused as code 21 (no call names a method), one with more than [`MAX_CALLS`] calls as code
-//! 41; a segment that is not valid form encoding is that call's code 47.
+//! 41; a segment that is not valid form encoding is that call's code 47; a `top-api-separator`
+//! header that is not visible ASCII is code 41 (rather than falling back to the default
+//! separator, which would split the body somewhere the client did not mean). An answer that
+//! holds the separator (its text echoes the call's input or stored data) is replaced by a
+//! code 15 `isv.separator-in-answer` error, so that the answers still count one per call; XML
+//! answers write every CR as `&#13;`, so the default separator never occurs in one, and JSON
+//! escapes CR anyway.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -34,7 +40,7 @@ use top_protocol::envelope::write_error;
 use top_protocol::{Format, Object, ParamSet, TopError};
 
 use super::{
-    answer, authenticate, error_format, load_app, method_label, new_request_id, permitted,
+    answer, authenticate, error_format, load_app, method_label, metrics, new_request_id, permitted,
     read_body, read_timeout, registered, render, run_call, unfinished_body, AppState, BodyError,
     CallLog, CALL_LOG,
 };
@@ -65,17 +71,20 @@ pub const MAX_CALLS: usize = 50;
 pub async fn refuse_get(uri: Uri) -> Response {
     let format = error_format(uri.query(), None, &[]);
     let error = TopError::new(9).with_sub_msg("a batch is sent by POST, its calls in the body");
+    metrics::record("unknown", error.code, Duration::ZERO);
     render(write_error(&error, &new_request_id(), format), format)
 }
 
 pub async fn serve_batch(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let (Parts { uri, headers, .. }, body) = request.into_parts();
+    let started = Instant::now();
     let request_id = new_request_id();
     let mut system = ParamSet::new();
     let query_read = system.extend_form(uri.query().unwrap_or("").as_bytes());
     let format = Format::from_param(system.get("format")).unwrap_or(Format::Xml);
     let refuse = |error: TopError| {
         tracing::info!(request_id = %request_id, code = error.code, "batch refused");
+        metrics::record("unknown", error.code, started.elapsed());
         render(write_error(&error, &request_id, format), format)
     };
     if let Err(e) = query_read {
@@ -90,11 +99,16 @@ pub async fn serve_batch(State(state): State<Arc<AppState>>, request: Request) -
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return refuse(TopError::invalid_encoding("the batch body is not UTF-8"));
     };
-    let separator = headers
-        .get(SEPARATOR_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .unwrap_or(DEFAULT_SEPARATOR);
+    let separator = match headers.get(SEPARATOR_HEADER).map(|v| v.to_str()) {
+        None => DEFAULT_SEPARATOR,
+        Some(Ok(named)) if !named.is_empty() => named,
+        Some(_) => {
+            return refuse(
+                TopError::invalid_argument(SEPARATOR_HEADER)
+                    .with_sub_msg("the top-api-separator header must be visible ASCII text"),
+            )
+        }
+    };
     let (app, now) = match admit(&state, &system, text).await {
         Ok(admitted) => admitted,
         Err(error) => return refuse(error),
@@ -120,7 +134,12 @@ pub async fn serve_batch(State(state): State<Arc<AppState>>, request: Request) -
             }
             Err(error) => ("unknown", Err(error)),
         };
-        answers.push(answer(&call_log, label, outcome, started, format, simplify));
+        let text = answer(&call_log, label, outcome, started, format, simplify);
+        answers.push(if text.contains(separator) {
+            separator_in_answer(&call_log.request_id, format)
+        } else {
+            text
+        });
     }
     let mut response = Response::new(Body::from(answers.join(separator)));
     response.headers_mut().insert(
@@ -128,6 +147,18 @@ pub async fn serve_batch(State(state): State<Arc<AppState>>, request: Request) -
         HeaderValue::from_static("text/plain;charset=UTF-8"),
     );
     response
+}
+
+/// Stands in for an answer that holds the batch's separator (text it echoes or stored data),
+/// which would make the client count one answer too many and take the whole batch for
+/// refused. The call did run: a write it made is kept, and sending it again replays it.
+fn separator_in_answer(request_id: &str, format: Format) -> String {
+    let error = TopError::new(15).with_sub(
+        "isv.separator-in-answer",
+        "this call's answer contains the batch separator; send the call alone or choose another \
+         separator (a change it made is kept, and sending it again replays it)",
+    );
+    write_error(&error, request_id, format)
 }
 
 /// The checks of the batch as a whole: its app, then `v`, `format`, `timestamp` and the

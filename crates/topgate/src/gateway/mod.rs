@@ -168,6 +168,7 @@ async fn serve_rest(State(state): State<Arc<AppState>>, request: Request) -> Res
         Err(BodyError::TooLarge(prefix)) => {
             let format = error_format(uri.query(), content_type(&headers), &prefix);
             tracing::info!(request_id = %request_id, code = 43, "request body over the limit");
+            metrics::record("unknown", 43, started.elapsed());
             return render(
                 write_error(&TopError::body_too_large(limit), &request_id, format),
                 format,
@@ -180,6 +181,7 @@ async fn serve_rest(State(state): State<Arc<AppState>>, request: Request) -> Res
         Err(e) => {
             let format = error_format(uri.query(), content_type, &bytes);
             tracing::info!(request_id = %request_id, code = 47, "unreadable parameters");
+            metrics::record("unknown", 47, started.elapsed());
             return render(
                 write_error(
                     &TopError::invalid_encoding(e.to_string()),
@@ -204,12 +206,36 @@ async fn serve_rest(State(state): State<Arc<AppState>>, request: Request) -> Res
 }
 
 impl CallLog {
+    /// `app_key` and `method` are the client's text, logged before anything is verified: see
+    /// [`loggable`].
     fn of(request_id: String, params: &ParamSet) -> Self {
         Self {
             request_id,
-            app_key: params.get("app_key").unwrap_or("").to_string(),
-            method: params.get("method").unwrap_or("").to_string(),
+            app_key: loggable(params.get("app_key").unwrap_or("")),
+            method: loggable(params.get("method").unwrap_or("")),
         }
+    }
+}
+
+/// The longest client text a log line carries; the rest is cut.
+const LOGGED_TEXT_MAX: usize = 128;
+
+/// Client text as a log field: control characters escaped (`\n`, `\u{1b}`), so that no request
+/// can end a line of the text log and forge the next one or drive a terminal, and cut after
+/// [`LOGGED_TEXT_MAX`] characters, so that a megabyte-long method name is not logged whole.
+fn loggable(text: &str) -> String {
+    // Every call passes here: plain ASCII-length text takes one byte scan (0xC2 leads the C1
+    // controls, U+0080 to U+009F, and some harmless characters, which take the long way).
+    if text.len() <= LOGGED_TEXT_MAX && !text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+        return text.to_string();
+    }
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(LOGGED_TEXT_MAX).collect();
+    let cut = if chars.next().is_some() { "…" } else { "" };
+    if head.chars().any(char::is_control) {
+        format!("{}{cut}", head.escape_debug())
+    } else {
+        format!("{head}{cut}")
     }
 }
 
@@ -602,6 +628,34 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn client_text_in_a_log_line_cannot_start_another_line() {
+        let forged = "x\n2026-12-01T04:30:00Z  INFO topgate::gateway: served request_id=FAKE";
+        let call = CallLog::of(
+            "rid".into(),
+            &ParamSet::from_request(
+                Some(&format!(
+                    "method={}&app_key=%1B%5B2J",
+                    forged.replace('\n', "%0A").replace(' ', "%20")
+                )),
+                None,
+                b"",
+            )
+            .expect("params"),
+        );
+        assert_eq!(call.method, forged.replace('\n', "\\n"));
+        assert_eq!(call.app_key, "\\u{1b}[2J");
+        assert_eq!(loggable("plain.method"), "plain.method");
+        assert_eq!(loggable("\u{9b}"), "\\u{9b}", "C1 controls are escaped too");
+        assert_eq!(loggable("é"), "é");
+        let long = "m".repeat(LOGGED_TEXT_MAX + 10);
+        assert_eq!(
+            loggable(&long),
+            format!("{}…", &long[..LOGGED_TEXT_MAX]),
+            "cut after {LOGGED_TEXT_MAX} characters"
+        );
     }
 
     #[test]
