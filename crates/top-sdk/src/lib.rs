@@ -62,17 +62,49 @@ use top_protocol::{sign, timestamp, Format, ParamSet, SignMethod, TopError};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The gateway answered with an `error_response`.
-    #[error("TOP error {}: {} (sub_code {:?}, sub_msg {:?}, request_id {:?})", .error.code, .error.msg, .error.sub_code, .error.sub_msg, .request_id)]
+    #[error("{}", describe_top(.error, .request_id.as_deref()))]
     Top {
         error: TopError,
         request_id: Option<String>,
     },
-    /// The request could not be sent or the answer not received.
-    #[error("transport failure: {0}")]
-    Transport(#[from] reqwest::Error),
-    /// The answer is not a TOP envelope.
+    /// The request could not be sent or the answer not received; the cause is the error's
+    /// source. Its URL is kept without the query string, where a batch carries its session and
+    /// signature.
+    #[error("transport failure")]
+    Transport(#[source] reqwest::Error),
+    /// The answer is not a TOP envelope (with the HTTP status when it was not 200).
     #[error("unreadable response: {0}")]
     Malformed(String),
+}
+
+impl From<reqwest::Error> for Error {
+    fn from(e: reqwest::Error) -> Self {
+        let bare = e.url().filter(|u| u.query().is_some()).map(|u| {
+            let mut bare = u.clone();
+            bare.set_query(None);
+            bare
+        });
+        Error::Transport(match bare {
+            Some(url) => e.with_url(url),
+            None => e,
+        })
+    }
+}
+
+/// `TOP error 25: Invalid signature; sub_code …: sub_msg …; request_id …`, each part only when
+/// the answer had it.
+fn describe_top(error: &TopError, request_id: Option<&str>) -> String {
+    let mut text = format!("TOP error {}: {}", error.code, error.msg);
+    if let Some(sub_code) = &error.sub_code {
+        text.push_str(&format!("; sub_code {sub_code}"));
+    }
+    if let Some(sub_msg) = &error.sub_msg {
+        text.push_str(&format!("; sub_msg {sub_msg}"));
+    }
+    if let Some(request_id) = request_id {
+        text.push_str(&format!("; request_id {request_id}"));
+    }
+    text
 }
 
 impl Error {
@@ -224,7 +256,7 @@ impl TopClient {
         params: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Response, Error> {
         let set = self.signed_params(method, params, OffsetDateTime::now_utc());
-        let raw = self
+        let answer = self
             .http
             .post(&self.url)
             .header(
@@ -233,10 +265,10 @@ impl TopClient {
             )
             .body(set.to_form())
             .send()
-            .await?
-            .text()
             .await?;
-        self.decode(raw)
+        let status = answer.status();
+        let raw = answer.text().await?;
+        self.decode(raw).map_err(|e| with_status(e, status))
     }
 
     /// Sends several calls in one request to `/router/batch` (this client's URL with
@@ -244,6 +276,11 @@ impl TopClient {
     /// query string, signed with the body appended; the calls' parameters in the body,
     /// separated by [`BATCH_SEPARATOR`]. Answers one result per call, in order; a failure of the
     /// batch as a whole (app, timestamp, signature) is the outer `Err`.
+    ///
+    /// A batch of one call cannot be told from its call by the number of answers (Java's
+    /// client cannot either): there, an error only a whole batch gets (a code of the app key,
+    /// version, format, timestamp, signature or body size, 23 to 34 and 43) is the outer
+    /// `Err`, and any other is the call's.
     pub async fn batch(
         &self,
         calls: &[BatchCall<'_>],
@@ -265,17 +302,26 @@ impl TopClient {
             self.url.replacen("/router/rest", "/router/batch", 1),
             system.to_form()
         );
-        let raw = self
+        let answer = self
             .http
             .post(url)
             .header("content-type", "text/plain;charset=UTF-8")
             .body(body)
             .send()
-            .await?
-            .text()
             .await?;
+        let status = answer.status();
+        let raw = answer.text().await?;
+        if !status.is_success() {
+            return Err(with_status(
+                self.decode(raw)
+                    .err()
+                    .unwrap_or_else(|| Error::Malformed(String::new())),
+                status,
+            ));
+        }
         let answers: Vec<&str> = raw.split(BATCH_SEPARATOR).collect();
-        if answers.len() != calls.len() {
+        let refused_whole = |answer: &str| matches!(self.decode(answer.to_string()), Err(Error::Top { ref error, .. }) if matches!(error.code, 23..=34 | 43));
+        if answers.len() != calls.len() || (calls.len() == 1 && refused_whole(&raw)) {
             // One answer for several calls: the batch as a whole was refused.
             return Err(match self.decode(raw.clone()) {
                 Err(error) => error,
@@ -318,6 +364,17 @@ impl TopClient {
             Err(ReadError::Top { error, request_id }) => Err(Error::Top { error, request_id }),
             Err(ReadError::Malformed(m)) => Err(Error::Malformed(m)),
         }
+    }
+}
+
+/// A body that is no TOP answer, named with the HTTP status it came with when that was not 200
+/// (a proxy's error page, a server failing outside TOP's envelope).
+fn with_status(error: Error, status: reqwest::StatusCode) -> Error {
+    match error {
+        Error::Malformed(m) if status != reqwest::StatusCode::OK => {
+            Error::Malformed(format!("HTTP {status}: {m}"))
+        }
+        other => other,
     }
 }
 

@@ -226,3 +226,73 @@ async fn a_batch_answers_each_call_in_order_in_every_format() {
         .expect_err("a wrong secret refuses the whole batch");
     assert_eq!(refused.top().map(|e| e.code), Some(25));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_call_batch_refused_whole_is_the_outer_error_and_its_call_failing_is_not() {
+    let (url, _dir) = sandbox().await;
+    let time_get = [BatchCall {
+        method: "taobao.time.get",
+        params: vec![],
+    }];
+    let wrong_secret = TopClient::builder(url.as_str(), "test", "not-the-secret")
+        .build()
+        .unwrap();
+    let refused = wrong_secret
+        .batch(&time_get)
+        .await
+        .expect_err("a wrong secret refuses the whole batch");
+    assert_eq!(refused.top().map(|e| e.code), Some(25));
+    assert_eq!(
+        refused.to_string().split("; request_id").next(),
+        Some("TOP error 25: Invalid signature"),
+        "{refused}"
+    );
+    let client = TopClient::builder(url.as_str(), "test", "test")
+        .build()
+        .unwrap();
+    let answers = client
+        .batch(&[BatchCall {
+            method: "no.such.method",
+            params: vec![],
+        }])
+        .await
+        .expect("the batch itself passes");
+    assert_eq!(
+        answers[0]
+            .as_ref()
+            .err()
+            .and_then(Error::top)
+            .map(|e| e.code),
+        Some(22)
+    );
+}
+
+#[tokio::test]
+async fn a_transport_failure_shows_neither_the_session_nor_the_signature() {
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    let client = TopClient::builder("http://127.0.0.1:1/router/rest", "test", "test")
+        .session("SESSION-SECRET-42")
+        .build()
+        .unwrap();
+    let error = client
+        .batch(&[BatchCall {
+            method: "taobao.time.get",
+            params: vec![],
+        }])
+        .await
+        .expect_err("nothing listens");
+    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    let mut chain = vec![error.to_string()];
+    let mut cause = std::error::Error::source(&error);
+    while let Some(e) = cause {
+        chain.push(e.to_string());
+        cause = e.source();
+    }
+    let chain = chain.join(": ");
+    assert!(chain.starts_with("transport failure: "), "{chain}");
+    for shown in [chain, format!("{error:?}")] {
+        assert!(!shown.contains("SESSION-SECRET-42"), "{shown}");
+        assert!(!shown.contains("sign="), "{shown}");
+        assert!(shown.contains("127.0.0.1:1/router/batch"), "{shown}");
+    }
+}

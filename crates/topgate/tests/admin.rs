@@ -580,6 +580,23 @@ async fn sinks_refuse_event_types_that_are_never_written() {
         r#"unknown event type "trade.created" in event_types; * or trade.status_changed, opentrade.settled, carrier.notified, right_order.created, right_order.status_changed"#,
     )
     .await;
+    invalid(
+        &app,
+        "sinks",
+        sink(json!([])),
+        "event_types must name at least one type, or * for all",
+    )
+    .await;
+    let mut short_secret = sink(json!(["*"]));
+    // 15 characters, 45 bytes: the minimum counts characters.
+    short_secret["secret"] = json!("密".repeat(15));
+    invalid(
+        &app,
+        "sinks",
+        short_secret,
+        "secret must have at least 16 characters",
+    )
+    .await;
     assert_eq!(get(&app, "/admin/sinks").await, (200, json!([])));
     let made = create(&app, "sinks", sink(json!(["*", "right_order.created"]))).await;
     assert_eq!(made["event_types"], json!(["*", "right_order.created"]));

@@ -807,3 +807,55 @@ fn bench_alternates_rounds_with_requests_of_their_own_and_reports_the_median_rat
     );
     served.terminate();
 }
+
+/// `sign --explain` gives the gateway's verdict on a request pasted whole: it signs with the
+/// request's own `sign_method` (md5 when it has none, as the gateway does) unless
+/// `--sign-method` says otherwise, and `--body` appends a batch's body. Every vector, its
+/// `sign` given as a parameter, matches.
+#[test]
+fn sign_explain_checks_every_vector_with_the_requests_own_sign_method() {
+    let s = Scratch::new();
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/signatures.json");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("vectors"))
+        .expect("vectors JSON");
+    for vector in doc["vectors"].as_array().unwrap() {
+        let name = vector["name"].as_str().unwrap();
+        let mut args = vec![
+            "sign".to_string(),
+            "--explain".into(),
+            "--secret".into(),
+            vector["secret"].as_str().unwrap().into(),
+        ];
+        let params = vector["params"].as_object().unwrap();
+        if !params.contains_key("sign_method") {
+            args.extend([
+                "--sign-method".into(),
+                vector["sign_method"].as_str().unwrap().into(),
+            ]);
+        }
+        for (k, v) in params {
+            args.extend(["--param".into(), format!("{k}={}", v.as_str().unwrap())]);
+        }
+        if let Some(body) = vector["body"].as_str() {
+            args.extend(["--body".into(), body.into()]);
+        }
+        args.extend([
+            "--param".into(),
+            format!("sign={}", vector["sign"].as_str().unwrap()),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = s.ok(&args);
+        assert!(
+            out.contains("the sign parameter given matches"),
+            "{name}: {out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "sign_method: {}",
+                vector["sign_method"].as_str().unwrap()
+            )),
+            "{name}: {out}"
+        );
+    }
+}

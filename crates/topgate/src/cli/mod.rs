@@ -72,12 +72,16 @@ enum Command {
         /// The app secret to sign with.
         #[arg(long)]
         secret: String,
-        /// md5, hmac or hmac-sha256.
-        #[arg(long, default_value = "md5")]
-        sign_method: SignMethod,
+        /// md5, hmac or hmac-sha256 [default: the `sign_method` parameter's, else md5, as the
+        /// gateway verifies]
+        #[arg(long)]
+        sign_method: Option<SignMethod>,
         /// A parameter, repeatable.
         #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_pair)]
         params: Vec<(String, String)>,
+        /// A batch's raw body, appended to the string to sign (`/router/batch`).
+        #[arg(long, value_name = "TEXT")]
+        body: Option<String>,
     },
     /// Call a TOP method and print the response.
     Call(CallArgs),
@@ -392,10 +396,20 @@ fn server_worker_threads() -> usize {
 }
 
 fn print_json(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    );
+    print_out(&serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+/// Prints a command's result. A reader that stopped early (`| head`) ends the command quietly,
+/// as it ends any Unix tool, where `println!` would panic.
+fn print_out(text: &str) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{text}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the result: {e}");
+        std::process::exit(1);
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -483,20 +497,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             secret,
             sign_method,
             params,
+            body,
         } => {
             let mut set = ParamSet::new();
             for (k, v) in params {
                 set.insert(k, v);
             }
-            if set
-                .get("sign_method")
-                .is_some_and(|m| m != sign_method.as_wire())
-            {
-                eprintln!(
-                    "note: the sign_method parameter differs from --sign-method {sign_method}"
-                );
-            }
-            let canonical = string_to_sign(&set, None);
+            let named = set.get("sign_method");
+            let sign_method = match (sign_method, named.and_then(SignMethod::from_wire)) {
+                (Some(chosen), _) => {
+                    if named.is_some_and(|m| m != chosen.as_wire()) {
+                        eprintln!(
+                            "note: the sign_method parameter differs from --sign-method {chosen}"
+                        );
+                    }
+                    chosen
+                }
+                (None, Some(from_param)) => from_param,
+                (None, None) => {
+                    if let Some(unknown) = named {
+                        eprintln!("note: the gateway refuses sign_method {unknown} (code 25); signed with md5");
+                    }
+                    SignMethod::Md5
+                }
+            };
+            let canonical = string_to_sign(&set, body.as_deref());
             if explain {
                 println!("sign_method: {sign_method}");
                 println!(
@@ -637,7 +662,7 @@ async fn events_command(store: &Store, cmd: EventsCommand, now_ms: i64) -> anyho
                 kind: "webhook".into(),
                 url: Some(url),
                 secret,
-                event_types: Some(event_types),
+                event_types: (!event_types.is_empty()).then_some(event_types),
                 enabled: !disabled,
                 stream: None,
                 subject_prefix: None,
@@ -655,7 +680,7 @@ async fn events_command(store: &Store, cmd: EventsCommand, now_ms: i64) -> anyho
                 kind: "nats".into(),
                 url: Some(url),
                 secret: None,
-                event_types: Some(event_types),
+                event_types: (!event_types.is_empty()).then_some(event_types),
                 enabled: !disabled,
                 stream: Some(stream),
                 subject_prefix: Some(subject_prefix),
@@ -746,9 +771,9 @@ async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
             match format {
                 Format::Json if pretty => match serde_json::from_str::<Value>(&response.raw) {
                     Ok(v) => print_json(&v),
-                    Err(_) => println!("{}", response.raw),
+                    Err(_) => print_out(&response.raw),
                 },
-                _ => println!("{}", response.raw),
+                _ => print_out(&response.raw),
             }
             Ok(ExitCode::SUCCESS)
         }

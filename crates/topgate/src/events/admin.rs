@@ -64,19 +64,36 @@ pub struct Redeliver {
     pub from_event_id: Option<i64>,
 }
 
-/// A URL without `user:password@`.
+/// A URL as listings show it: without `user:password@`, and with the values of its query
+/// string hidden (a receiver's token often rides there): `http://***@host/hook?token=***`.
 pub fn redact_url(url: &str) -> String {
-    match url.find("://") {
+    let (address, query) = match url.split_once('?') {
+        Some((address, query)) => (address, Some(query)),
+        None => (url, None),
+    };
+    let mut shown = match address.find("://") {
         Some(scheme) => {
-            let rest = &url[scheme + 3..];
+            let rest = &address[scheme + 3..];
             let host_end = rest.find('/').unwrap_or(rest.len());
             match rest[..host_end].rfind('@') {
-                Some(at) => format!("{}***@{}", &url[..scheme + 3], &rest[at + 1..]),
-                None => url.to_string(),
+                Some(at) => format!("{}***@{}", &address[..scheme + 3], &rest[at + 1..]),
+                None => address.to_string(),
             }
         }
-        None => url.to_string(),
+        None => address.to_string(),
+    };
+    if let Some(query) = query {
+        let names: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) => format!("{name}=***"),
+                None => pair.to_string(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&names.join("&"));
     }
+    shown
 }
 
 fn invalid(msg: impl Into<String>) -> AdminError {
@@ -84,11 +101,16 @@ fn invalid(msg: impl Into<String>) -> AdminError {
 }
 
 pub fn create_sink(tx: &mut dyn Tx, new: &NewSink, now: i64) -> Result<Value, AdminError> {
-    let types = new
-        .event_types
-        .clone()
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| vec!["*".into()]);
+    let types = match &new.event_types {
+        None => vec!["*".to_string()],
+        // A filter of no type would take no event; "everything" is written `*`.
+        Some(types) if types.is_empty() => {
+            return Err(invalid(
+                "event_types must name at least one type, or * for all",
+            ))
+        }
+        Some(types) => types.clone(),
+    };
     if let Some(t) = types
         .iter()
         .find(|t| *t != "*" && !super::EVENT_TYPES.contains(&t.as_str()))
@@ -111,7 +133,7 @@ pub fn create_sink(tx: &mut dyn Tx, new: &NewSink, now: i64) -> Result<Value, Ad
                 return Err(invalid("url must be an absolute http(s) URL"));
             }
             let secret = match new.secret.clone() {
-                Some(s) if s.len() < 16 => {
+                Some(s) if s.chars().count() < 16 => {
                     return Err(invalid("secret must have at least 16 characters"))
                 }
                 Some(s) => s,
@@ -611,4 +633,20 @@ async fn http_redeliver(
         Err(e) => return invalid(e.to_string()).into_response(),
     };
     write(&state, move |tx, now| redeliver(tx, id, &what, now)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn listed_urls_hide_credentials_and_query_values() {
+        assert_eq!(
+            redact_url("http://user:pw@127.0.0.1:9/hook?token=abc&v=1"),
+            "http://***@127.0.0.1:9/hook?token=***&v=***"
+        );
+        assert_eq!(redact_url("https://h/p"), "https://h/p");
+        assert_eq!(redact_url("nats://u:p@h:4222"), "nats://***@h:4222");
+        assert_eq!(redact_url("http://h/p?flag"), "http://h/p?flag");
+    }
 }
