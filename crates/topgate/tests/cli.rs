@@ -570,6 +570,24 @@ fn sign_explain_prints_v1_canonical_string_and_sign_but_never_the_secret() {
         .collect();
     assert_eq!(s.ok(&plain).trim(), v1["sign"].as_str().unwrap());
 
+    // The secret from the environment instead, out of the process list.
+    let without_secret: Vec<&str> = plain
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| **a != "--secret" && (*i == 0 || plain[i - 1] != "--secret"))
+        .map(|(_, a)| *a)
+        .collect();
+    let out = s
+        .command()
+        .env("TOPGATE_APP_SECRET", secret)
+        .args(&without_secret)
+        .output()
+        .expect("topgate runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        v1["sign"].as_str().unwrap()
+    );
+
     // A sign given as a parameter is checked against the computed one.
     let mut with_sign = args.clone();
     with_sign.extend(["--param", "sign=F442DEBBB11066BE44A8B0D50E8D0DA9"]);

@@ -69,7 +69,7 @@ struct RunArgs {
     sign_method: SignMethod,
     #[arg(long, default_value = crate::sandbox::APP_KEY)]
     app_key: String,
-    #[arg(long, default_value = crate::sandbox::SECRET)]
+    #[arg(long, env = "TOPGATE_APP_SECRET", hide_env_values = true, default_value = crate::sandbox::SECRET)]
     secret: String,
     #[arg(long, default_value = crate::sandbox::SESSION)]
     session: String,

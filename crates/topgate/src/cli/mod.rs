@@ -69,8 +69,9 @@ enum Command {
         /// Print the canonical string too.
         #[arg(long)]
         explain: bool,
-        /// The app secret to sign with.
-        #[arg(long)]
+        /// The app secret to sign with (from the environment, it stays out of the shell's
+        /// history and the process list).
+        #[arg(long, env = "TOPGATE_APP_SECRET", hide_env_values = true)]
         secret: String,
         /// md5, hmac or hmac-sha256 [default: the `sign_method` parameter's, else md5, as the
         /// gateway verifies]
@@ -255,9 +256,11 @@ struct CallArgs {
     url: String,
     #[arg(long, default_value = sandbox::APP_KEY)]
     app_key: String,
-    #[arg(long, default_value = sandbox::SECRET)]
+    /// The app secret (from the environment, it stays out of the shell's history and the
+    /// process list).
+    #[arg(long, env = "TOPGATE_APP_SECRET", hide_env_values = true, default_value = sandbox::SECRET)]
     secret: String,
-    #[arg(long)]
+    #[arg(long, env = "TOPGATE_SESSION", hide_env_values = true)]
     session: Option<String>,
     /// md5, hmac or hmac-sha256.
     #[arg(long, default_value = "hmac-sha256")]
