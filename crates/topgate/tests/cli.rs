@@ -57,6 +57,18 @@ impl Scratch {
             .expect("call runs")
     }
 
+    /// Runs `topgate --database-url <url> <args>` at the default log level (what an operator
+    /// sees), to completion.
+    fn run_at_default_log_level(&self, url: &str, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .current_dir(self.path())
+            .env_remove("TOPGATE_LOG")
+            .args(["--database-url", url])
+            .args(args)
+            .output()
+            .expect("topgate runs")
+    }
+
     /// Runs `topgate --database-url … <args>` to completion.
     fn run(&self, args: &[&str]) -> Output {
         self.command().args(args).output().expect("topgate runs")
@@ -370,12 +382,7 @@ fn an_unreachable_postgres_is_reported_at_once_with_the_cause_and_no_password() 
     };
     let url = format!("postgres://topgate:s3cretpw@127.0.0.1:{port}/topgate");
     let started = Instant::now();
-    let out = Command::new(BIN)
-        .current_dir(scratch.path())
-        .env_remove("TOPGATE_LOG")
-        .args(["--database-url", &url, "app", "list"])
-        .output()
-        .expect("topgate runs");
+    let out = scratch.run_at_default_log_level(&url, &["app", "list"]);
     assert!(!out.status.success());
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -402,12 +409,7 @@ fn commands_over_an_existing_database_print_no_notice() {
         .unwrap()
         .block_on(common::test_database_url(scratch.path()));
     for _ in 0..2 {
-        let out = Command::new(BIN)
-            .current_dir(scratch.path())
-            .env_remove("TOPGATE_LOG")
-            .args(["--database-url", &url, "app", "list"])
-            .output()
-            .expect("topgate runs");
+        let out = scratch.run_at_default_log_level(&url, &["app", "list"]);
         assert!(
             out.status.success(),
             "{}",

@@ -249,47 +249,49 @@ impl TestApp {
 
     /// Every right order, all pages of the listing.
     pub async fn right_orders(&self) -> Value {
-        self.state
-            .store
-            .attempt(|tx| {
-                let mut all = Vec::new();
-                loop {
-                    let page = ops::RightOrderPage {
-                        after: all
-                            .last()
-                            .and_then(|o: &Value| o["order_id"].as_str()?.parse().ok()),
-                        limit: Some(ops::MAX_LIMIT),
-                    };
-                    let rows = match ops::list_right_orders(tx, &page) {
-                        Ok(Value::Array(rows)) => rows,
-                        other => return Ok(other),
-                    };
-                    let last = rows.len() < ops::MAX_LIMIT as usize;
-                    all.extend(rows);
-                    if last {
-                        return Ok(Ok(Value::Array(all)));
-                    }
-                }
-            })
-            .await
-            .expect("store")
-            .expect("listing")
+        self.all_pages(|tx, last| {
+            let after = last.and_then(|o| o["order_id"].as_str()?.parse().ok());
+            ops::list_right_orders(
+                tx,
+                &ops::RightOrderPage {
+                    after,
+                    limit: Some(ops::MAX_LIMIT),
+                },
+            )
+        })
+        .await
     }
 
     /// Every idempotency record, all pages of the listing.
     pub async fn idempotency(&self) -> Value {
+        self.all_pages(|tx, last| {
+            let text = |k: &str| last.and_then(|r| r[k].as_str().map(String::from));
+            ops::list_idempotency(
+                tx,
+                &ops::IdempotencyPage {
+                    after_scope: text("scope"),
+                    after_key: text("idem_key"),
+                    limit: Some(ops::MAX_LIMIT),
+                },
+            )
+        })
+        .await
+    }
+
+    /// Every row of a paged admin listing: `page` lists the page after the row it is given
+    /// (the first page for none).
+    async fn all_pages(
+        &self,
+        page: impl Fn(&mut dyn topgate::store::Tx, Option<&Value>) -> Result<Value, ops::AdminError>
+            + Send
+            + 'static,
+    ) -> Value {
         self.state
             .store
-            .attempt(|tx| {
+            .attempt(move |tx| {
                 let mut all: Vec<Value> = Vec::new();
                 loop {
-                    let text = |k: &str| all.last().and_then(|r| r[k].as_str().map(String::from));
-                    let page = ops::IdempotencyPage {
-                        after_scope: text("scope"),
-                        after_key: text("idem_key"),
-                        limit: Some(ops::MAX_LIMIT),
-                    };
-                    let rows = match ops::list_idempotency(tx, &page) {
+                    let rows = match page(tx, all.last()) {
                         Ok(Value::Array(rows)) => rows,
                         other => return Ok(other),
                     };
