@@ -1999,7 +1999,8 @@ async fn empty_values_are_signed_and_kept() {
 }
 
 /// Every admin error is a JSON `{"error": …}`, axum's own rejections included: a body that is
-/// not JSON, a path that does not parse, a query that does not parse, no content type.
+/// not JSON, a path that does not parse, a query that does not parse, no content type, a
+/// method the path does not take.
 #[tokio::test]
 async fn admin_rejections_are_json_errors() {
     let app = spawn_app().await;
@@ -2017,6 +2018,10 @@ async fn admin_rejections_are_json_errors() {
         app.http
             .get(format!("{}/admin/sinks/1/deliveries?limit=abc", app.base))
             .bearer_auth(ADMIN_TOKEN),
+        // A method the path does not take: axum answers 405 without text.
+        admin("/admin/right-orders")
+            .header("content-type", "application/json")
+            .body("{}"),
     ];
     // The scheme of the Authorization header is case-insensitive.
     let lower = app

@@ -96,7 +96,16 @@ async fn json_errors(response: Response) -> Response {
     let text = axum::body::to_bytes(body, 64 * 1024)
         .await
         .unwrap_or_default();
-    let error = json!({"error": String::from_utf8_lossy(&text)});
+    // A rejection without text (405 for a method a path does not take) is named by its status.
+    let message = match String::from_utf8_lossy(&text).trim() {
+        "" => parts
+            .status
+            .canonical_reason()
+            .unwrap_or("refused")
+            .to_lowercase(),
+        text => text.to_string(),
+    };
+    let error = json!({"error": message});
     (parts.status, Json(error)).into_response()
 }
 
