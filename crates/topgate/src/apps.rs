@@ -165,12 +165,12 @@ pub fn grant_method(
     Ok(())
 }
 
-pub fn revoke_method(tx: &mut dyn Tx, app_key: &str, method: &str) -> Result<(), StoreError> {
-    tx.execute(
+/// Withdraws a method; answers whether the app had it.
+pub fn revoke_method(tx: &mut dyn Tx, app_key: &str, method: &str) -> Result<bool, StoreError> {
+    Ok(tx.execute(
         "DELETE FROM app_methods WHERE app_key = ? AND method = ?",
         args![app_key, method],
-    )?;
-    Ok(())
+    )? == 1)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

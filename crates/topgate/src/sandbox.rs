@@ -2,7 +2,8 @@
 //! session `test-session`) and `other`/`other` (owning nothing, with its own `other-session`),
 //! and the data that makes every seed page's request example succeed as written. Built through
 //! the admin operations, in one transaction; a database that already has app `test` is left as
-//! it is, so seeding is idempotent and sandbox state survives restarts.
+//! it is, so seeding is idempotent and sandbox state survives restarts, and nodes seeding one
+//! database at once take turns ([`Tx::lock_key`]).
 
 use serde_json::json;
 
@@ -20,6 +21,9 @@ pub const SELLER_ID: i64 = 2000;
 
 /// Seeds the sandbox; returns whether anything was written.
 pub fn seed(tx: &mut dyn Tx, now_ms: i64) -> Result<bool, AdminError> {
+    // Nodes started together over a fresh PostgreSQL database seed one after the other: the
+    // later ones wait here, then find app `test` and leave the data as it is.
+    tx.lock_key("topgate sandbox seed")?;
     if apps::load_app(tx, APP_KEY)?.is_some() {
         return Ok(false);
     }

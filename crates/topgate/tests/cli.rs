@@ -263,6 +263,40 @@ fn app_create_list_disable_rotate_and_session_create() {
         "3",
     ]);
     assert_eq!(granted["calls_per_second"], 3);
+    assert!(granted.get("note").is_none(), "{granted}");
+    s.json(&[
+        "admin",
+        "create",
+        "apps",
+        r#"{"app_key": "sb", "secret": "sb-secret", "sandbox": true}"#,
+    ]);
+    let on_sandbox = s.json(&[
+        "app",
+        "grant",
+        "sb",
+        "taobao.time.get",
+        "--calls-per-second",
+        "2",
+    ]);
+    assert_eq!(
+        on_sandbox["note"],
+        "a sandbox app is not rate limited: the limit is stored, not applied"
+    );
+    let revoked = s.json(&["app", "revoke", "k", "taobao.time.get"]);
+    assert_eq!(revoked["revoked"], "taobao.time.get");
+    let apps = s.json(&["app", "list"]);
+    assert!(
+        !apps[0]["methods"].to_string().contains("taobao.time.get"),
+        "{apps}"
+    );
+    let again = s.run(&["app", "revoke", "k", "taobao.time.get"]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr)
+            .contains("method \"taobao.time.get\" is not granted to app k"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 
     let disabled = s.json(&["app", "disable", "k"]);
     assert_eq!(disabled["enabled"], false);

@@ -2148,3 +2148,42 @@ async fn unreadable_requests_answer_in_the_query_format_first() {
         assert_eq!(error_of(&text).map(|e| e.code), Some(47), "{text}");
     }
 }
+
+/// U+0000 is refused alike on both backends (PostgreSQL text cannot hold it): in a business
+/// field as that field's code 50, in an app key or session key as the unknown key it is (29,
+/// 27), in an admin body as a 400 naming the field; nothing is stored and no store failure
+/// (code 15, a 500) comes back.
+#[tokio::test]
+async fn the_character_u0000_is_refused_alike_everywhere() {
+    let app = spawn_app().await;
+    let mut dto = pay_example();
+    dto["title"] = json!("a\u{0}b");
+    let error = app.error(&pay(&dto)).await;
+    assert_eq!(error["code"], 50, "{error}");
+    assert_eq!(error["sub_code"], "isv.invalid-parameter", "{error}");
+    assert!(
+        error["sub_msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("tripartite_pay_notify_dto.title")),
+        "{error}"
+    );
+    assert_eq!(app.right_orders().await, json!([]));
+
+    let key = lianbei("1000").app("te\u{0}st", "test");
+    assert_eq!(app.error(&key).await["code"], 29);
+    let session = opentrade(&opentrade_example()).session("test\u{0}session");
+    assert_eq!(app.error(&session).await["code"], 27);
+
+    let (status, body) = app
+        .admin(
+            Method::POST,
+            "/admin/users",
+            Some(json!({"user_id": 77, "nick": "a\u{0}b"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"],
+        "invalid request: nick must not contain the character U+0000"
+    );
+}

@@ -130,6 +130,33 @@ async fn two_nodes_seed_once_and_resolve_races_to_one_effect() {
     assert_eq!(refunds, if succeeded { 0 } else { 1 });
 }
 
+/// Nodes started at the same moment over a fresh database all come up: they take turns to
+/// seed, and the later ones find the sandbox seeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_started_together_seed_the_sandbox_once_and_all_serve() {
+    let db = fresh_database().await;
+    let starts: Vec<_> = (0..3)
+        .map(|_| {
+            let db = db.clone();
+            std::thread::spawn(move || start_sandbox_process(&db))
+        })
+        .collect();
+    let nodes: Vec<SandboxProcess> = starts
+        .into_iter()
+        .map(|start| start.join().expect("every node starts and prints its URL"))
+        .collect();
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM apps").await, 2);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM trades").await, 4);
+    let http = reqwest::Client::new();
+    for node in &nodes {
+        let answer = send(&http, &node.url, &lianbei("1000")).await;
+        assert_eq!(
+            answer["alibaba_alisports_lianbei_order_notice_response"]["result"]["alisp_code"], 200,
+            "{answer}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_killed_with_sigkill_loses_no_acknowledged_change() {
     let db = fresh_database().await;

@@ -166,6 +166,10 @@ async fn create(
     body: Json<Value>,
 ) -> Response {
     let Json(body) = body;
+    if let Some(path) = ops::text_with_nul(&body, String::new()) {
+        return AdminError::Invalid(format!("{path} must not contain the character U+0000"))
+            .into_response();
+    }
     run(&state, move |tx, now| {
         ops::create(tx, &resource, &body, now)
     })

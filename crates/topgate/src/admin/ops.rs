@@ -444,11 +444,32 @@ pub fn grant(
     if !served(method) {
         return Err(invalid(format!("method {method:?} is not a served method")));
     }
+    let Some(app) = apps::load_app(tx, app_key)? else {
+        return Err(AdminError::NotFound(format!("app {app_key}")));
+    };
+    apps::grant_method(tx, app_key, method, calls_per_second)?;
+    let mut granted =
+        json!({"app_key": app_key, "method": method, "calls_per_second": calls_per_second});
+    if app.sandbox && calls_per_second.is_some() {
+        // protocol.md: sandbox apps have no call limits; the limit is kept for when it is not.
+        granted["note"] =
+            json!("a sandbox app is not rate limited: the limit is stored, not applied");
+    }
+    Ok(granted)
+}
+
+/// Withdraws `method` from `app_key` (`topgate app revoke`); a method it was not granted is
+/// a 404, so that a typo does not pass for a revocation.
+pub fn revoke(tx: &mut dyn Tx, app_key: &str, method: &str) -> Result<Json, AdminError> {
     if apps::load_app(tx, app_key)?.is_none() {
         return Err(AdminError::NotFound(format!("app {app_key}")));
     }
-    apps::grant_method(tx, app_key, method, calls_per_second)?;
-    Ok(json!({"app_key": app_key, "method": method, "calls_per_second": calls_per_second}))
+    if !apps::revoke_method(tx, app_key, method)? {
+        return Err(AdminError::NotFound(format!(
+            "method {method:?} is not granted to app {app_key}"
+        )));
+    }
+    Ok(json!({"app_key": app_key, "revoked": method}))
 }
 
 /// Creates one resource from its JSON description; returns what was stored. See the module
@@ -678,6 +699,33 @@ fn create_app(tx: &mut dyn Tx, a: NewAppBody, now_ms: i64) -> Result<Json, Admin
     Ok(json!({"app_key": app.app_key, "secret": app.secret, "methods": app.methods}))
 }
 
+/// The path (`lines[0].sku_text`) of the first text in `value` that holds U+0000, which
+/// PostgreSQL cannot store (SQLite could, so both refuse it alike).
+pub fn text_with_nul(value: &Json, at: String) -> Option<String> {
+    let join = |key: &str| {
+        if at.is_empty() {
+            key.to_string()
+        } else {
+            format!("{at}.{key}")
+        }
+    };
+    match value {
+        Json::String(s) if s.contains('\0') => Some(if at.is_empty() { "text".into() } else { at }),
+        Json::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| text_with_nul(item, format!("{at}[{i}]"))),
+        Json::Object(fields) => fields.iter().find_map(|(key, field)| {
+            if key.contains('\0') {
+                Some(join(&key.replace('\0', "\\u0000")))
+            } else {
+                text_with_nul(field, join(key))
+            }
+        }),
+        _ => None,
+    }
+}
+
 fn wall_ms(field: &str, value: &Option<String>, default: i64) -> Result<i64, AdminError> {
     match value {
         None => Ok(default),
@@ -904,14 +952,19 @@ fn rows_to_json(rows: &[Row], columns: &[&str]) -> Json {
     )
 }
 
+/// The rows of `table` whose `key` is `id`, in `order` (PostgreSQL's order is otherwise the
+/// plan's, and changes as rows are updated).
 fn select(
     tx: &mut dyn Tx,
     table: &str,
     columns: &[&str],
-    key: &str,
-    id: i64,
+    (key, id): (&str, i64),
+    order: &str,
 ) -> Result<Json, StoreError> {
-    let sql = format!("SELECT {} FROM {table} WHERE {key} = ?", columns.join(", "));
+    let sql = format!(
+        "SELECT {} FROM {table} WHERE {key} = ? ORDER BY {order}",
+        columns.join(", ")
+    );
     Ok(rows_to_json(&tx.query(&sql, args![id])?, columns))
 }
 
@@ -928,13 +981,13 @@ pub fn get_trade(tx: &mut dyn Tx, tid: i64) -> Result<Json, AdminError> {
         "status": t.status, "created": wall(Some(t.created_at)), "paid": wall(t.pay_time),
         "consigned": wall(t.consign_time), "ended": wall(t.end_time), "total_fee": t.total_fee,
         "discount_fee": t.discount_fee, "payment": t.payment, "source": t.source, "out_id": t.out_id,
-        "lines": select(tx, "sub_orders", &["oid", "item_id", "sku_id", "sku_text", "price", "quantity", "nego_price", "discount_fee", "payment", "status"], "tid", tid)?,
-        "fulfilment": first(select(tx, "carrier_fulfilments", &["supplier_id", "biz_type", "out_order_no", "supplier_received", "status", "exception", "offer_start", "offer_end", "activated_at"], "tid", tid)?),
-        "cards": select(tx, "sim_cards", &["iccid", "tag", "activate_deadline", "deadline_passed", "status", "activated_at"], "tid", tid)?,
-        "notifications": select(tx, "supplier_notifications", &["id", "notify_type", "natural_key", "payload", "dates_swapped", "received_at"], "tid", tid)?,
-        "store_sale": first(select(tx, "store_sales", &["store_id", "guider_id", "guider_name", "operator_id", "operator_name"], "tid", tid)?),
-        "open_trade": first(select(tx, "open_trade_infos", &["transfer_id", "product_id", "activity_id", "gift_id", "phone", "handling", "result_code", "result_desc", "first_charge_amount", "first_charge_time", "ext"], "tid", tid)?),
-        "refunds": select(tx, "refunds", &["refund_id", "oid", "amount", "reason", "created_at"], "tid", tid)?,
+        "lines": select(tx, "sub_orders", &["oid", "item_id", "sku_id", "sku_text", "price", "quantity", "nego_price", "discount_fee", "payment", "status"], ("tid", tid), "oid")?,
+        "fulfilment": first(select(tx, "carrier_fulfilments", &["supplier_id", "biz_type", "out_order_no", "supplier_received", "status", "exception", "offer_start", "offer_end", "activated_at"], ("tid", tid), "tid")?),
+        "cards": select(tx, "sim_cards", &["iccid", "tag", "activate_deadline", "deadline_passed", "status", "activated_at"], ("tid", tid), "tag, iccid")?,
+        "notifications": select(tx, "supplier_notifications", &["id", "notify_type", "natural_key", "payload", "dates_swapped", "received_at"], ("tid", tid), "id")?,
+        "store_sale": first(select(tx, "store_sales", &["store_id", "guider_id", "guider_name", "operator_id", "operator_name"], ("tid", tid), "tid")?),
+        "open_trade": first(select(tx, "open_trade_infos", &["transfer_id", "product_id", "activity_id", "gift_id", "phone", "handling", "result_code", "result_desc", "first_charge_amount", "first_charge_time", "ext"], ("tid", tid), "tid")?),
+        "refunds": select(tx, "refunds", &["refund_id", "oid", "amount", "reason", "created_at"], ("tid", tid), "refund_id")?,
     }))
 }
 

@@ -83,6 +83,11 @@ impl Fields {
         match self.raw(key) {
             None => Ok(None),
             Some(Json::String(s)) if s.is_empty() => Ok(None),
+            // PostgreSQL text cannot hold U+0000 (the insert would fail as an internal error),
+            // so no backend takes it.
+            Some(Json::String(s)) if s.contains('\0') => {
+                Err(self.invalid(key, "must not contain the character U+0000"))
+            }
             Some(Json::String(s)) => Ok(Some(s.clone())),
             Some(Json::Number(n)) => Ok(Some(n.to_string())),
             Some(Json::Bool(b)) => Ok(Some(b.to_string())),

@@ -230,6 +230,8 @@ enum AppCommand {
         #[arg(long, allow_negative_numbers = true, value_parser = at_least_one::<u32>)]
         calls_per_second: Option<u32>,
     },
+    /// Withdraw a granted method: its calls are refused with code 11.
+    Revoke { app_key: String, method: String },
 }
 
 #[derive(Subcommand)]
@@ -480,6 +482,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 AppCommand::Grant { app_key, method, calls_per_second } => {
                     admin(&store, move |tx| ops::grant(tx, &app_key, &method, calls_per_second))
                         .await?
+                }
+                AppCommand::Revoke { app_key, method } => {
+                    admin(&store, move |tx| ops::revoke(tx, &app_key, &method)).await?
                 }
             };
             print_json(&out);

@@ -101,6 +101,16 @@ fn invalid(msg: impl Into<String>) -> AdminError {
 }
 
 pub fn create_sink(tx: &mut dyn Tx, new: &NewSink, now: i64) -> Result<Value, AdminError> {
+    // PostgreSQL text cannot hold U+0000; SQLite could, so both refuse it alike.
+    let texts = [&new.url, &new.secret, &new.stream, &new.subject_prefix];
+    if texts
+        .into_iter()
+        .flatten()
+        .chain(new.event_types.iter().flatten())
+        .any(|t| t.contains('\0'))
+    {
+        return Err(invalid("no field may contain the character U+0000"));
+    }
     let types = match &new.event_types {
         None => vec!["*".to_string()],
         // A filter of no type would take no event; "everything" is written `*`.

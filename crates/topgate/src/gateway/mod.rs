@@ -438,6 +438,10 @@ fn permitted(app: &AppRecord, spec: &MethodSpec) -> Result<Option<u32>, TopError
 
 /// The enabled app of `app_key` (code 29 otherwise), from the cache or the store.
 async fn load_app(state: &Arc<AppState>, app_key: &str) -> Result<Arc<AppRecord>, TopError> {
+    // No app key holds U+0000, and PostgreSQL refuses it in a query's text as an error.
+    if app_key.contains('\0') {
+        return Err(TopError::invalid_app_key());
+    }
     match state.apps.get(app_key) {
         Some(cached) => cached,
         None => {
@@ -542,6 +546,8 @@ async fn run_call(
     let session_user = match session_key {
         None if spec.needs_session => return Err(TopError::missing_session()),
         None => None,
+        // As for app keys: no session key holds U+0000.
+        Some(key) if key.contains('\0') => return Err(TopError::invalid_session()),
         Some(key) => {
             let session = match state.sessions.get(key) {
                 Some(cached) => cached,

@@ -97,16 +97,37 @@ fn numbered(sql: &str) -> String {
 
 /// Hides the password of a URL for logs and `describe`.
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (address, query) = match url.split_once('?') {
+        Some((address, query)) => (address, Some(query)),
+        None => (url, None),
+    };
+    let mut shown = match (address.find("://"), address.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
+            let creds = &address[scheme + 3..at];
             match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
+                Some((user, _)) => {
+                    format!("{}{user}:***{}", &address[..scheme + 3], &address[at..])
+                }
+                None => address.to_string(),
             }
         }
-        _ => url.to_string(),
+        _ => address.to_string(),
+    };
+    // libpq's URL takes the password as a parameter too (`?password=…`, `?sslpassword=…`).
+    if let Some(query) = query {
+        let shown_query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                    format!("{name}=***")
+                }
+                _ => pair.to_string(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&shown_query.join("&"));
     }
+    shown
 }
 
 struct PgTx<'c> {
@@ -483,6 +504,14 @@ mod tests {
         assert_eq!(
             numbered("SELECT ? , '?' FROM t WHERE a = ? AND b IN (?, ?)"),
             "SELECT $1 , '?' FROM t WHERE a = $2 AND b IN ($3, $4)"
+        );
+    }
+
+    #[test]
+    fn passwords_in_the_query_are_redacted() {
+        assert_eq!(
+            redact("postgres://u@h:5432/db?sslmode=require&password=sekrit&sslpassword=x"),
+            "postgres://u@h:5432/db?sslmode=require&password=***&sslpassword=***"
         );
     }
 
