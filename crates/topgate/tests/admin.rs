@@ -598,6 +598,16 @@ async fn sinks_refuse_event_types_that_are_never_written() {
     )
     .await;
     assert_eq!(get(&app, "/admin/sinks").await, (200, json!([])));
+    let (status, listed) = get(&app, "/admin/events?type=trade.created").await;
+    assert_eq!(status, 400, "{listed}");
+    assert_eq!(
+        listed["error"],
+        r#"invalid request: unknown event type "trade.created"; one of trade.status_changed, opentrade.settled, carrier.notified, right_order.created, right_order.status_changed"#
+    );
+    assert_eq!(
+        get(&app, "/admin/events?type=trade.status_changed").await.0,
+        200
+    );
     let made = create(&app, "sinks", sink(json!(["*", "right_order.created"]))).await;
     assert_eq!(made["event_types"], json!(["*", "right_order.created"]));
 }

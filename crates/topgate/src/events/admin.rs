@@ -414,6 +414,17 @@ fn event_json(tx: &mut dyn Tx, r: &Row) -> Result<Value, StoreError> {
 }
 
 pub fn list_events(tx: &mut dyn Tx, q: &EventQuery) -> Result<Value, AdminError> {
+    // A misspelt type would list nothing, as if there were no such events.
+    if let Some(t) = q
+        .event_type
+        .as_deref()
+        .filter(|t| !super::EVENT_TYPES.contains(t))
+    {
+        return Err(invalid(format!(
+            "unknown event type {t:?}; one of {}",
+            super::EVENT_TYPES.join(", ")
+        )));
+    }
     let rows = tx.query(
         "SELECT id, event_type, entity, payload, created_at FROM events WHERE id > ? \
          AND (CAST(? AS TEXT) IS NULL OR entity = ?) AND (CAST(? AS TEXT) IS NULL OR event_type = ?) \
