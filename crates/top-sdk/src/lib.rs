@@ -279,8 +279,8 @@ impl TopClient {
     ///
     /// A batch of one call cannot be told from its call by the number of answers (Java's
     /// client cannot either): there, an error only a whole batch gets (a code of the app key,
-    /// version, format, timestamp, signature or body size, 23 to 34 and 43) is the outer
-    /// `Err`, and any other is the call's.
+    /// version, format, timestamp, signature or body size: 23 to 25, 28 to 34 and 43) is the
+    /// outer `Err`, and any other (a session's 26 and 27 included) is the call's.
     pub async fn batch(
         &self,
         calls: &[BatchCall<'_>],
@@ -320,7 +320,7 @@ impl TopClient {
             ));
         }
         let answers: Vec<&str> = raw.split(BATCH_SEPARATOR).collect();
-        let refused_whole = |answer: &str| matches!(self.decode(answer.to_string()), Err(Error::Top { ref error, .. }) if matches!(error.code, 23..=34 | 43));
+        let refused_whole = |answer: &str| matches!(self.decode(answer.to_string()), Err(Error::Top { ref error, .. }) if matches!(error.code, 23..=25 | 28..=34 | 43));
         if answers.len() != calls.len() || (calls.len() == 1 && refused_whole(&raw)) {
             // One answer for several calls: the batch as a whole was refused.
             return Err(match self.decode(raw.clone()) {

@@ -265,6 +265,27 @@ async fn a_one_call_batch_refused_whole_is_the_outer_error_and_its_call_failing_
             .map(|e| e.code),
         Some(22)
     );
+    // A session is checked per call: its refusal is the call's, even alone in a batch.
+    let bad_session = TopClient::builder(url.as_str(), "test", "test")
+        .session("no-such-session")
+        .build()
+        .unwrap();
+    let param0 = r#"{"order_no":12345678,"sub_order_no":212312,"success":true,"req_id":"s1"}"#;
+    let answers = bad_session
+        .batch(&[BatchCall {
+            method: "taobao.wt.trade.opentrade.resultcallback",
+            params: vec![("param0", param0)],
+        }])
+        .await
+        .expect("the batch itself passes");
+    assert_eq!(
+        answers[0]
+            .as_ref()
+            .err()
+            .and_then(Error::top)
+            .map(|e| e.code),
+        Some(27)
+    );
 }
 
 #[tokio::test]

@@ -346,3 +346,23 @@ async fn a_separator_header_that_is_not_visible_ascii_refuses_the_batch() {
         "the top-api-separator header must be visible ASCII text"
     );
 }
+
+/// A separator that could occur in an answer's own envelope is refused before any call runs:
+/// one only of letters and digits (a request id may spell it) or text of an error answer
+/// (`,` in JSON). An empty header is the default separator.
+#[tokio::test]
+async fn a_separator_that_could_occur_in_an_envelope_is_refused_and_an_empty_one_is_the_default() {
+    let app = spawn_app().await;
+    for separator in [",", "ab12", "error_response"] {
+        let body = [form(&[("method", TIME_GET)]), form(&[("method", TIME_GET)])].join(separator);
+        let query = signed_query(&body, |p| p.set("format", "json"));
+        let (_, text) = post_batch(&app, &query, &body, Some(separator)).await;
+        let error = json_of(&text)["error_response"].clone();
+        assert_eq!(error["code"], 41, "{separator}: {text}");
+    }
+    let body =
+        [form(&[("method", TIME_GET)]), form(&[("method", TIME_GET)])].join(DEFAULT_SEPARATOR);
+    let query = signed_query(&body, |p| p.set("format", "json"));
+    let (_, text) = post_batch(&app, &query, &body, Some("")).await;
+    assert_eq!(answers(&text, DEFAULT_SEPARATOR).len(), 2, "{text}");
+}

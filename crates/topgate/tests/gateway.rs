@@ -2186,4 +2186,15 @@ async fn the_character_u0000_is_refused_alike_everywhere() {
         body["error"],
         "invalid request: nick must not contain the character U+0000"
     );
+    for path in [
+        "/admin/idempotency?after_scope=a%00&after_key=b",
+        "/admin/events?entity=a%00",
+    ] {
+        let (status, body) = app.admin(Method::GET, path, None).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(
+            body["error"],
+            "invalid request: the path and query must not contain the character U+0000"
+        );
+    }
 }

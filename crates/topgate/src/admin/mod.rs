@@ -68,6 +68,14 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
     if let Some(denied) = deny(&state, request.headers()) {
         return denied;
     }
+    // Query and path text reaches the store (listing cursors, filters): PostgreSQL cannot take
+    // U+0000, SQLite could, so both refuse it alike.
+    let uri = request.uri();
+    let encoded_nul = |text: &str| text.to_ascii_lowercase().contains("%00");
+    if encoded_nul(uri.path()) || uri.query().is_some_and(encoded_nul) {
+        let error = json!({"error": "invalid request: the path and query must not contain the character U+0000"});
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
     let (parts, body) = request.into_parts();
     let limit = state.settings.body_limit_bytes;
     let body = match read_body(body, limit, read_timeout(&state)).await {
@@ -166,10 +174,6 @@ async fn create(
     body: Json<Value>,
 ) -> Response {
     let Json(body) = body;
-    if let Some(path) = ops::text_with_nul(&body, String::new()) {
-        return AdminError::Invalid(format!("{path} must not contain the character U+0000"))
-            .into_response();
-    }
     run(&state, move |tx, now| {
         ops::create(tx, &resource, &body, now)
     })

@@ -480,6 +480,11 @@ pub fn create(
     body: &Json,
     now_ms: i64,
 ) -> Result<Json, AdminError> {
+    if let Some(path) = text_with_nul(body, String::new()) {
+        return Err(invalid(format!(
+            "{path} must not contain the character U+0000"
+        )));
+    }
     match resource {
         "users" => {
             let u: NewUser = from_json(body)?;

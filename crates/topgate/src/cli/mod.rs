@@ -531,40 +531,40 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let canonical = string_to_sign(&set, body.as_deref());
             if explain {
-                println!("sign_method: {sign_method}");
-                println!(
+                print_out(&format!("sign_method: {sign_method}"));
+                print_out(&format!(
                     "string to sign ({} bytes, parameters sorted by name, `sign` excluded):",
                     canonical.len()
-                );
-                println!("{canonical}");
+                ));
+                print_out(&canonical);
                 match sign_method {
                     SignMethod::Md5 => {
-                        println!("digest: MD5(secret + string + secret), uppercase hex")
+                        print_out("digest: MD5(secret + string + secret), uppercase hex")
                     }
                     SignMethod::Hmac => {
-                        println!("digest: HMAC-MD5(key = secret, string), uppercase hex")
+                        print_out("digest: HMAC-MD5(key = secret, string), uppercase hex")
                     }
                     SignMethod::HmacSha256 => {
-                        println!("digest: HMAC-SHA256(key = secret, string), uppercase hex")
+                        print_out("digest: HMAC-SHA256(key = secret, string), uppercase hex")
                     }
                 }
             }
             let signature = sign_string(sign_method, &secret, &canonical);
             if explain {
-                println!("sign: {signature}");
+                print_out(&format!("sign: {signature}"));
                 if let Some(given) = set.get("sign") {
                     let ok = top_protocol::sign::signatures_match(&signature, given);
-                    println!(
+                    print_out(&format!(
                         "the sign parameter given {}",
                         if ok {
                             "matches"
                         } else {
                             "does NOT match (code 25)"
                         }
-                    );
+                    ));
                 }
             } else {
-                println!("{signature}");
+                print_out(&signature);
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -22,7 +22,10 @@
 //! refused as code 21 (no call names a method), one with more than [`MAX_CALLS`] calls as code
 //! 41; a segment that is not valid form encoding is that call's code 47; a `top-api-separator`
 //! header that is not visible ASCII is code 41 (rather than falling back to the default
-//! separator, which would split the body somewhere the client did not mean). An answer that
+//! separator, which would split the body somewhere the client did not mean), and so is one
+//! that could occur in an answer's own envelope (only letters and digits, which a random
+//! request id may spell, or text of the error below, such as `,`); an empty one is the
+//! default. An answer that
 //! holds the separator (its text echoes the call's input or stored data) is replaced by a
 //! code 15 `isv.separator-in-answer` error, so that the answers still count one per call; XML
 //! answers write every CR as `&#13;`, so the default separator never occurs in one, and JSON
@@ -100,9 +103,16 @@ pub async fn serve_batch(State(state): State<Arc<AppState>>, request: Request) -
         return refuse(TopError::invalid_encoding("the batch body is not UTF-8"));
     };
     let separator = match headers.get(SEPARATOR_HEADER).map(|v| v.to_str()) {
-        None => DEFAULT_SEPARATOR,
-        Some(Ok(named)) if !named.is_empty() => named,
-        Some(_) => {
+        None | Some(Ok("")) => DEFAULT_SEPARATOR,
+        Some(Ok(named)) if separator_fits(named, format) => named,
+        Some(Ok(_)) => {
+            return refuse(TopError::invalid_argument(SEPARATOR_HEADER).with_sub_msg(
+                "the separator could occur in the answers' own envelope (it is only letters and \
+                 digits, or text of an error answer): choose a longer one, e.g. the default \
+                 CR LF -S- CR LF",
+            ))
+        }
+        Some(Err(_)) => {
             return refuse(
                 TopError::invalid_argument(SEPARATOR_HEADER)
                     .with_sub_msg("the top-api-separator header must be visible ASCII text"),
@@ -147,6 +157,14 @@ pub async fn serve_batch(State(state): State<Arc<AppState>>, request: Request) -
         HeaderValue::from_static("text/plain;charset=UTF-8"),
     );
     response
+}
+
+/// Whether answers can be told apart by `separator`: it must not occur in the answer that
+/// stands in for one holding it ([`separator_in_answer`], here with a request id of the same
+/// length), and it must not be only letters and digits, which a random request id may spell.
+fn separator_fits(separator: &str, format: Format) -> bool {
+    !separator.bytes().all(|b| b.is_ascii_alphanumeric())
+        && !separator_in_answer(&"0".repeat(13), format).contains(separator)
 }
 
 /// Stands in for an answer that holds the batch's separator (text it echoes or stored data),

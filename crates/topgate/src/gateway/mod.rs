@@ -220,20 +220,27 @@ impl CallLog {
 /// The longest client text a log line carries; the rest is cut.
 const LOGGED_TEXT_MAX: usize = 128;
 
-/// Client text as a log field: control characters escaped (`\n`, `\u{1b}`), so that no request
-/// can end a line of the text log and forge the next one or drive a terminal, and cut after
-/// [`LOGGED_TEXT_MAX`] characters, so that a megabyte-long method name is not logged whole.
+/// Client text as a log field. Text that could pass for more than one field value is quoted
+/// and escaped like a Rust string (`"test request_id=FAKE"`, `"x\n…"`): control characters
+/// would end the line of the text log and forge the next one, a space or `=` would forge
+/// fields within it. It is cut after [`LOGGED_TEXT_MAX`] characters, so that a megabyte-long
+/// method name is not logged whole.
 fn loggable(text: &str) -> String {
-    // Every call passes here: plain ASCII-length text takes one byte scan (0xC2 leads the C1
-    // controls, U+0080 to U+009F, and some harmless characters, which take the long way).
-    if text.len() <= LOGGED_TEXT_MAX && !text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+    let plain = |b: u8| b > b' ' && b != b'=' && b != b'"' && b != 0x7f && b != 0xc2;
+    // Every call passes here: usual text takes one byte scan (0xC2 leads the C1 controls,
+    // U+0080 to U+009F, and some harmless characters, which take the long way).
+    if text.len() <= LOGGED_TEXT_MAX && !text.is_empty() && text.bytes().all(plain) {
         return text.to_string();
     }
     let mut chars = text.chars();
     let head: String = chars.by_ref().take(LOGGED_TEXT_MAX).collect();
     let cut = if chars.next().is_some() { "…" } else { "" };
-    if head.chars().any(char::is_control) {
-        format!("{}{cut}", head.escape_debug())
+    let quote = head.is_empty()
+        || head
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '=' || c == '"');
+    if quote {
+        format!("\"{}{cut}\"", head.escape_debug())
     } else {
         format!("{head}{cut}")
     }
@@ -651,10 +658,20 @@ mod tests {
             )
             .expect("params"),
         );
-        assert_eq!(call.method, forged.replace('\n', "\\n"));
-        assert_eq!(call.app_key, "\\u{1b}[2J");
+        assert_eq!(call.method, format!("\"{}\"", forged.replace('\n', "\\n")));
+        assert_eq!(call.app_key, "\"\\u{1b}[2J\"");
         assert_eq!(loggable("plain.method"), "plain.method");
-        assert_eq!(loggable("\u{9b}"), "\\u{9b}", "C1 controls are escaped too");
+        assert_eq!(
+            loggable("test request_id=FAKE"),
+            "\"test request_id=FAKE\"",
+            "no field can be forged within the line"
+        );
+        assert_eq!(loggable(""), "\"\"");
+        assert_eq!(
+            loggable("\u{9b}"),
+            "\"\\u{9b}\"",
+            "C1 controls are escaped too"
+        );
         assert_eq!(loggable("é"), "é");
         let long = "m".repeat(LOGGED_TEXT_MAX + 10);
         assert_eq!(

@@ -96,36 +96,40 @@ fn numbered(sql: &str) -> String {
 }
 
 /// Hides the password of a URL for logs and `describe`.
+/// A database URL as messages show it: the password of `user:password@` and of `?password=`
+/// (or `sslpassword=`) masked. The credentials end at the URL's last `@`, not at a `?` before
+/// it: a password may hold a raw `?` (the URL then fails to parse, and the message shows it).
 fn redact(url: &str) -> String {
-    let (address, query) = match url.split_once('?') {
-        Some((address, query)) => (address, Some(query)),
-        None => (url, None),
+    let (start, rest) = match url.find("://") {
+        Some(scheme) => url.split_at(scheme + 3),
+        None => ("", url),
     };
-    let mut shown = match (address.find("://"), address.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &address[scheme + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => {
-                    format!("{}{user}:***{}", &address[..scheme + 3], &address[at..])
-                }
-                None => address.to_string(),
-            }
+    let (mut shown, after_credentials) = match rest.rfind('@') {
+        Some(at) => {
+            let user = rest[..at]
+                .split_once(':')
+                .map_or(&rest[..at], |(user, _)| user);
+            let masked = if rest[..at].contains(':') { ":***" } else { "" };
+            (format!("{start}{user}{masked}@"), &rest[at + 1..])
         }
-        _ => address.to_string(),
+        None => (start.to_string(), rest),
     };
-    // libpq's URL takes the password as a parameter too (`?password=…`, `?sslpassword=…`).
-    if let Some(query) = query {
-        let shown_query: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
-                    format!("{name}=***")
-                }
-                _ => pair.to_string(),
-            })
-            .collect();
-        shown.push('?');
-        shown.push_str(&shown_query.join("&"));
+    match after_credentials.split_once('?') {
+        None => shown.push_str(after_credentials),
+        Some((address, query)) => {
+            let shown_query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                        format!("{name}=***")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            shown.push_str(address);
+            shown.push('?');
+            shown.push_str(&shown_query.join("&"));
+        }
     }
     shown
 }
@@ -504,6 +508,14 @@ mod tests {
         assert_eq!(
             numbered("SELECT ? , '?' FROM t WHERE a = ? AND b IN (?, ?)"),
             "SELECT $1 , '?' FROM t WHERE a = $2 AND b IN ($3, $4)"
+        );
+    }
+
+    #[test]
+    fn a_password_holding_a_question_mark_is_redacted_whole() {
+        assert_eq!(
+            redact("postgres://postgres:s3cr?et@127.0.0.1:5432/x"),
+            "postgres://postgres:***@127.0.0.1:5432/x"
         );
     }
 
