@@ -247,22 +247,23 @@ async fn a_one_call_batch_refused_whole_is_the_outer_error_and_its_call_failing_
         Some("TOP error 25: Invalid signature"),
         "{refused}"
     );
-    let client = TopClient::builder(url.as_str(), "test", "test")
-        .build()
-        .unwrap();
-    let answers = client
-        .batch(&[BatchCall {
-            method: "no.such.method",
-            params: vec![],
-        }])
-        .await
-        .expect("the batch itself passes");
-    assert_eq!(
+    // The TOP code of a lone call's answer in a batch that passed as a whole.
+    let lone_call_code = |client: TopClient, method: &'static str, params| async move {
+        let answers = client
+            .batch(&[BatchCall { method, params }])
+            .await
+            .expect("the batch itself passes");
         answers[0]
             .as_ref()
             .err()
             .and_then(Error::top)
-            .map(|e| e.code),
+            .map(|e| e.code)
+    };
+    let client = TopClient::builder(url.as_str(), "test", "test")
+        .build()
+        .unwrap();
+    assert_eq!(
+        lone_call_code(client, "no.such.method", vec![]).await,
         Some(22)
     );
     // A session is checked per call: its refusal is the call's, even alone in a batch.
@@ -271,19 +272,9 @@ async fn a_one_call_batch_refused_whole_is_the_outer_error_and_its_call_failing_
         .build()
         .unwrap();
     let param0 = r#"{"order_no":12345678,"sub_order_no":212312,"success":true,"req_id":"s1"}"#;
-    let answers = bad_session
-        .batch(&[BatchCall {
-            method: "taobao.wt.trade.opentrade.resultcallback",
-            params: vec![("param0", param0)],
-        }])
-        .await
-        .expect("the batch itself passes");
+    let opentrade = "taobao.wt.trade.opentrade.resultcallback";
     assert_eq!(
-        answers[0]
-            .as_ref()
-            .err()
-            .and_then(Error::top)
-            .map(|e| e.code),
+        lone_call_code(bad_session, opentrade, vec![("param0", param0)]).await,
         Some(27)
     );
 }
