@@ -108,12 +108,10 @@ pub async fn main(args: BenchArgs, database_url: String) -> anyhow::Result<ExitC
             let store = Store::open(&database_url)?;
             let started = std::time::Instant::now();
             seed::seed(&store, orders, std::io::stdout().is_terminal()).await?;
-            println!(
-                "seeded {orders} lianbei orders (tid {}..) and {orders} right orders into {} in {:.1}s",
+            crate::cli::print_out(&format!("seeded {orders} lianbei orders (tid {}..) and {orders} right orders into {} in {:.1}s",
                 seed::LIANBEI_BASE,
                 store.describe(),
-                started.elapsed().as_secs_f64()
-            );
+                started.elapsed().as_secs_f64()));
             Ok(ExitCode::SUCCESS)
         }
         None => run(args.run).await,
@@ -359,20 +357,20 @@ fn report(args: &RunArgs, limit: Limit, phases: &[PhaseResult]) {
             "ratio_to_compare": ratio_to_compare,
             "ratio_to_compare_by_round": compare_rounds,
         });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        crate::cli::print_out(&serde_json::to_string_pretty(&doc).unwrap_or_default());
         return;
     }
-    println!(
+    crate::cli::print_out(&format!(
         "topgate bench: {api} ({}), {} connections, {limit_text}, {} round(s), sign {}",
         args.api.method(),
         args.connections,
         args.rounds,
         args.sign_method
-    );
-    println!(
+    ));
+    crate::cli::print_out(&format!(
         "{:<12} {:>9} {:>7} {:>10}  {:>8} {:>8} {:>8} {:>8} {:>8}",
         "phase", "answers", "errors", "ok/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
-    );
+    ));
     for p in phases {
         let l = &p.latency_us;
         let name = if args.rounds > 1 {
@@ -380,7 +378,7 @@ fn report(args: &RunArgs, limit: Limit, phases: &[PhaseResult]) {
         } else {
             p.name.clone()
         };
-        println!(
+        crate::cli::print_out(&format!(
             "{:<12} {:>9} {:>7} {:>10.0}  {:>8} {:>8} {:>8} {:>8} {:>8}",
             name,
             p.requests,
@@ -391,7 +389,7 @@ fn report(args: &RunArgs, limit: Limit, phases: &[PhaseResult]) {
             ms(l.p99),
             ms(l.p999),
             ms(l.max)
-        );
+        ));
     }
     let rounds_text = |ratios: &[f64], scale: f64, unit: &str| {
         if ratios.len() < 2 {
@@ -405,11 +403,14 @@ fn report(args: &RunArgs, limit: Limit, phases: &[PhaseResult]) {
     };
     if let Some(r) = ratio_to_ceiling {
         let detail = rounds_text(&ceiling_rounds, 100.0, "%");
-        println!("{api} / healthz ceiling: {:.1}%{detail}", r * 100.0);
+        crate::cli::print_out(&format!(
+            "{api} / healthz ceiling: {:.1}%{detail}",
+            r * 100.0
+        ));
     }
     if let Some(r) = ratio_to_compare {
         let detail = rounds_text(&compare_rounds, 1.0, "x");
-        println!("{api} / {}: {:.1}x{detail}", args.compare_name, r);
+        crate::cli::print_out(&format!("{api} / {}: {:.1}x{detail}", args.compare_name, r));
     }
     for p in phases.iter().filter(|p| p.errors > 0) {
         let codes: Vec<String> = p
@@ -417,11 +418,11 @@ fn report(args: &RunArgs, limit: Limit, phases: &[PhaseResult]) {
             .iter()
             .map(|(c, n)| format!("{c} ×{n}"))
             .collect();
-        println!(
+        crate::cli::print_out(&format!(
             "errors of {} (round {}): {}",
             p.name,
             p.round,
             codes.join(", ")
-        );
+        ));
     }
 }

@@ -404,9 +404,16 @@ fn print_json(value: &Value) {
     print_out(&serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
+/// Prints what a long-running command is doing. Nobody reading it (`| head`) is no reason to
+/// stop serving, so a failed write is ignored.
+fn announce(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
 /// Prints a command's result. A reader that stopped early (`| head`) ends the command quietly,
 /// as it ends any Unix tool, where `println!` would panic.
-fn print_out(text: &str) {
+pub(crate) fn print_out(text: &str) {
     use std::io::Write;
     if let Err(e) = writeln!(std::io::stdout().lock(), "{text}") {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -431,27 +438,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let server = Server::bind(settings, cli.sandbox, Clock::system()).await?;
             let url = format!("http://{}/router/rest", server.addr);
-            if cli.sandbox {
-                println!("topgate sandbox listening on {url}");
-                println!("database: {}", server.state.store.describe());
-                println!(
-                    "app_key: {}  secret: {}  session: {}",
+            let banner = if cli.sandbox {
+                format!(
+                    "topgate sandbox listening on {url}\n\
+                     database: {}\n\
+                     app_key: {}  secret: {}  session: {}\n\
+                     second app (owns nothing): app_key: {}  secret: {}\n\
+                     try it: cargo run --release -- call alibaba.alisports.lianbei.order.notice --url {url} --param biz_order_id=1000",
+                    server.state.store.describe(),
                     sandbox::APP_KEY,
                     sandbox::SECRET,
-                    sandbox::SESSION
-                );
-                println!(
-                    "second app (owns nothing): app_key: {}  secret: {}",
+                    sandbox::SESSION,
                     sandbox::OTHER_APP_KEY,
                     sandbox::OTHER_SECRET
-                );
-                println!("try it: cargo run --release -- call alibaba.alisports.lianbei.order.notice --url {url} --param biz_order_id=1000");
+                )
             } else {
-                println!(
+                format!(
                     "topgate listening on {url} ({})",
                     server.state.store.describe()
-                );
-            }
+                )
+            };
+            announce(&banner);
             server.run().await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -572,7 +579,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => crate::bench::main(args, settings.database_url(cli.sandbox)).await,
         Command::Dispatch => {
             let store = open_store()?;
-            println!("topgate dispatcher running ({})", store.describe());
+            announce(&format!(
+                "topgate dispatcher running ({})",
+                store.describe()
+            ));
             crate::events::dispatch::run_until_signal(store, settings.events.clone()).await;
             Ok(ExitCode::SUCCESS)
         }
