@@ -320,8 +320,7 @@ impl TopClient {
             ));
         }
         let answers: Vec<&str> = raw.split(BATCH_SEPARATOR).collect();
-        let refused_whole = |answer: &str| matches!(self.decode(answer.to_string()), Err(Error::Top { ref error, .. }) if matches!(error.code, 23..=25 | 28..=34 | 43));
-        if answers.len() != calls.len() || (calls.len() == 1 && refused_whole(&raw)) {
+        if answers.len() != calls.len() {
             // One answer for several calls: the batch as a whole was refused.
             return Err(match self.decode(raw.clone()) {
                 Err(error) => error,
@@ -332,10 +331,17 @@ impl TopClient {
                 )),
             });
         }
-        Ok(answers
+        let mut results: Vec<Result<Response, Error>> = answers
             .into_iter()
             .map(|answer| self.decode(answer.to_string()))
-            .collect())
+            .collect();
+        // A lone answer may be the refusal of the batch as a whole (see above).
+        if results.len() == 1 && results[0].as_ref().is_err_and(refused_whole) {
+            if let Some(Err(error)) = results.pop() {
+                return Err(error);
+            }
+        }
+        Ok(results)
     }
 
     /// The system parameters of this client's calls but `method` and `sign`.
@@ -365,6 +371,12 @@ impl TopClient {
             Err(ReadError::Malformed(m)) => Err(Error::Malformed(m)),
         }
     }
+}
+
+/// Whether `error` is one only a batch as a whole gets: a code of the app key, version, format,
+/// timestamp, signature or body size (a session's 26 and 27 are checked per call).
+fn refused_whole(error: &Error) -> bool {
+    matches!(error, Error::Top { error, .. } if matches!(error.code, 23..=25 | 28..=34 | 43))
 }
 
 /// A body that is no TOP answer, named with the HTTP status it came with when that was not 200

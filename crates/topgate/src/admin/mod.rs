@@ -71,7 +71,7 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
     // Query and path text reaches the store (listing cursors, filters): PostgreSQL cannot take
     // U+0000, SQLite could, so both refuse it alike.
     let uri = request.uri();
-    let encoded_nul = |text: &str| text.to_ascii_lowercase().contains("%00");
+    let encoded_nul = |text: &str| text.contains("%00");
     if encoded_nul(uri.path()) || uri.query().is_some_and(encoded_nul) {
         let error = json!({"error": "invalid request: the path and query must not contain the character U+0000"});
         return (StatusCode::BAD_REQUEST, Json(error)).into_response();

@@ -25,11 +25,10 @@
 //! separator, which would split the body somewhere the client did not mean), and so is one
 //! that could occur in an answer's own envelope (only letters and digits, which a random
 //! request id may spell, or text of the error below, such as `,`); an empty one is the
-//! default. An answer that
-//! holds the separator (its text echoes the call's input or stored data) is replaced by a
-//! code 15 `isv.separator-in-answer` error, so that the answers still count one per call; XML
-//! answers write every CR as `&#13;`, so the default separator never occurs in one, and JSON
-//! escapes CR anyway.
+//! default. An answer that holds the separator (its text echoes the call's input or stored
+//! data) is replaced by a code 15 `isv.separator-in-answer` error, so that the answers still
+//! count one per call; XML answers write every CR as `&#13;`, so the default separator never
+//! occurs in one, and JSON escapes CR anyway.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +44,7 @@ use top_protocol::{Format, Object, ParamSet, TopError};
 use super::{
     answer, authenticate, error_format, load_app, method_label, metrics, new_request_id, permitted,
     read_body, read_timeout, registered, render, run_call, unfinished_body, AppState, BodyError,
-    CallLog, CALL_LOG,
+    CallLog, CALL_LOG, REQUEST_ID_LEN,
 };
 use crate::apps::AppRecord;
 
@@ -164,7 +163,7 @@ pub async fn serve_batch(State(state): State<Arc<AppState>>, request: Request) -
 /// length), and it must not be only letters and digits, which a random request id may spell.
 fn separator_fits(separator: &str, format: Format) -> bool {
     !separator.bytes().all(|b| b.is_ascii_alphanumeric())
-        && !separator_in_answer(&"0".repeat(13), format).contains(separator)
+        && !separator_in_answer(&"0".repeat(REQUEST_ID_LEN), format).contains(separator)
 }
 
 /// Stands in for an answer that holds the batch's separator (text it echoes or stored data),

@@ -143,8 +143,11 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// The length of a request id: letters and digits, drawn at random.
+const REQUEST_ID_LEN: usize = 13;
+
 fn new_request_id() -> String {
-    apps::random_token(13)
+    apps::random_token(REQUEST_ID_LEN)
 }
 
 fn render(body: String, format: Format) -> Response {
