@@ -124,7 +124,10 @@ pub async fn run(store: Store, settings: EventSettings, mut stop: watch::Receive
     while !*stop.borrow() {
         workers.retain(|_, w| !w.is_finished());
         pruner.prune_if_due(&shared.store, now_ms()).await;
-        if statistics_checked.is_none_or(|at| at.elapsed() >= STATISTICS_EVERY) {
+        // On SQLite that would be an empty write job every few seconds for the one writer.
+        let statistics_due = shared.store.plans_from_statistics()
+            && statistics_checked.is_none_or(|at| at.elapsed() >= STATISTICS_EVERY);
+        if statistics_due {
             statistics_checked = Some(Instant::now());
             refresh_statistics(&shared.store).await;
         }

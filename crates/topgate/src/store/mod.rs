@@ -269,6 +269,11 @@ pub trait Backend: Send + Sync {
     fn shared(&self) -> bool {
         false
     }
+    /// Whether its query plans depend on gathered statistics ([`Tx::refresh_statistics`]
+    /// does something).
+    fn plans_from_statistics(&self) -> bool {
+        false
+    }
 }
 
 /// A cheap-to-clone handle on the configured database.
@@ -303,6 +308,11 @@ impl Store {
     /// Whether other server processes may share this database.
     pub fn is_shared(&self) -> bool {
         self.backend.shared()
+    }
+
+    /// Whether [`Tx::refresh_statistics`] is worth a write transaction on this database.
+    pub fn plans_from_statistics(&self) -> bool {
+        self.backend.plans_from_statistics()
     }
 
     /// Runs `f` in a write transaction and answers once its change is durably committed. An

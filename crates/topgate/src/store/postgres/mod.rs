@@ -423,6 +423,10 @@ impl Backend for PgBackend {
     fn shared(&self) -> bool {
         true
     }
+
+    fn plans_from_statistics(&self) -> bool {
+        true
+    }
 }
 
 fn next<T>(jobs: &Mutex<Receiver<T>>) -> Option<T> {
