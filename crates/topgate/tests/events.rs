@@ -682,6 +682,10 @@ async fn cli_registers_sinks_and_shows_events_and_attempts() {
     assert_eq!(nats["stream"], "TOPGATE_EVENTS");
     assert_eq!(nats["subject_prefix"], "topgate.events");
     assert_eq!(nats["event_types"], json!(["trade.status_changed"]));
+    // The CLI and the server, each opening the database, see one identity.
+    let served = admin_ok(&app, Method::GET, "/admin/sinks/2", None).await;
+    assert_eq!(nats["database_instance"], served["database_instance"]);
+    assert!(nats["database_instance"].is_string(), "{nats}");
     let sinks = cli(&["events", "sinks"]);
     assert_eq!(sinks.as_array().unwrap().len(), 2);
     assert!(!sinks.to_string().contains(secret));
@@ -709,11 +713,11 @@ async fn cli_registers_sinks_and_shows_events_and_attempts() {
     assert_eq!(re["requeued"], 1);
 }
 
-#[tokio::test]
-async fn jetstream_consumer_gets_each_event_with_its_id_as_message_id() {
-    use async_nats::jetstream::consumer::pull;
-    use futures_util::StreamExt;
+// ---- NATS JetStream ----------------------------------------------------------------------
 
+/// A client of the NATS server on 127.0.0.1:4222, and a stream name and subject prefix no other
+/// test uses.
+async fn jetstream() -> (async_nats::Client, String, String) {
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(3))
         .connect("nats://127.0.0.1:4222")
@@ -724,19 +728,16 @@ async fn jetstream_consumer_gets_each_event_with_its_id_as_message_id() {
                  (e.g. `nats-server -js -a 127.0.0.1 -p 4222`): {e}"
             )
         });
-    let js = async_nats::jetstream::new(client.clone());
     let tag = topgate::apps::random_token(10);
     let stream = format!("TOPGATE_TEST_{}", tag.to_uppercase());
     let prefix = format!("topgate_test_{tag}.events");
-    // Every message published on the subjects, duplicates included (JetStream stores one).
-    let mut wire = client
-        .subscribe(format!("{prefix}.>"))
-        .await
-        .expect("core subscription");
+    (client, stream, prefix)
+}
 
-    let app = spawn_app_with(fast).await;
+/// Registers a NATS sink publishing into `stream`; its id and the database identity it shows.
+async fn add_nats(app: &TestApp, stream: &str, prefix: &str) -> (i64, String) {
     let sink = admin_ok(
-        &app,
+        app,
         Method::POST,
         "/admin/sinks",
         Some(
@@ -745,14 +746,76 @@ async fn jetstream_consumer_gets_each_event_with_its_id_as_message_id() {
         ),
     )
     .await;
-    let sink_id = sink["id"].as_i64().unwrap();
-    trade_lifecycle(&app, 7501).await;
-    let ids: Vec<i64> = events(&app)
+    let instance = sink["database_instance"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a NATS sink shows the database identity: {sink}"))
+        .to_string();
+    assert!(
+        instance.len() == 16
+            && instance
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+        "16 lowercase hex digits: {instance:?}"
+    );
+    (sink["id"].as_i64().expect("sink id"), instance)
+}
+
+fn msg_id(msg: &async_nats::Message) -> String {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Msg-Id"))
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
+/// A pull consumer reading `stream` from its first message.
+async fn read_stream(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> async_nats::jetstream::consumer::pull::Stream {
+    use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+    js.get_stream(stream)
         .await
-        .iter()
-        .filter(|e| e["entity"] == "trade:7501")
-        .map(|e| e["id"].as_i64().unwrap())
-        .collect();
+        .expect("the dispatcher created the stream")
+        .create_consumer(pull::Config {
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer")
+        .messages()
+        .await
+        .expect("message stream")
+}
+
+async fn stored_messages(js: &async_nats::jetstream::Context, stream: &str) -> u64 {
+    js.get_stream(stream)
+        .await
+        .expect("stream")
+        .info()
+        .await
+        .expect("stream info")
+        .state
+        .messages
+}
+
+#[tokio::test]
+async fn jetstream_consumer_gets_each_event_with_database_and_event_id_as_message_id() {
+    use futures_util::StreamExt;
+
+    let (client, stream, prefix) = jetstream().await;
+    let js = async_nats::jetstream::new(client.clone());
+    // Every message published on the subjects, duplicates included (JetStream stores one).
+    let mut wire = client
+        .subscribe(format!("{prefix}.>"))
+        .await
+        .expect("core subscription");
+
+    let app = spawn_app_with(fast).await;
+    let (sink_id, instance) = add_nats(&app, &stream, &prefix).await;
+    trade_lifecycle(&app, 7501).await;
+    let ids = entity_events(&app, "trade:7501").await;
     assert_eq!(ids.len(), 3);
     wait_for("the events published to JetStream", || async {
         let d = deliveries(&app, sink_id, "delivered").await;
@@ -760,19 +823,9 @@ async fn jetstream_consumer_gets_each_event_with_its_id_as_message_id() {
     })
     .await;
 
-    // A JetStream consumer reads each event once, with its id as the message id, in order.
-    let consumer = js
-        .get_stream(&stream)
-        .await
-        .expect("the dispatcher created the stream")
-        .create_consumer(pull::Config {
-            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
-            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
-            ..Default::default()
-        })
-        .await
-        .expect("consumer");
-    let mut messages = consumer.messages().await.expect("message stream");
+    // A JetStream consumer reads each event once, in order, with `<database>:<event id>` as
+    // the message id and the bare event id in the body.
+    let mut messages = read_stream(&js, &stream).await;
     let mut got = Vec::new();
     for _ in 0..3 {
         let msg = tokio::time::timeout(WAIT, messages.next())
@@ -780,25 +833,21 @@ async fn jetstream_consumer_gets_each_event_with_its_id_as_message_id() {
             .expect("a JetStream message in time")
             .expect("message stream open")
             .expect("message");
-        let msg_id = msg
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Nats-Msg-Id"))
-            .map(|v| v.to_string())
-            .expect("Nats-Msg-Id header");
         assert_eq!(
             msg.subject.as_str(),
             format!("{prefix}.trade.status_changed")
         );
         let body: Value = serde_json::from_slice(&msg.payload).unwrap();
-        assert_eq!(body["id"].to_string(), msg_id);
+        let id = body["id"].as_i64().expect("the event id in the body");
+        assert_eq!(msg_id(&msg), format!("{instance}:{id}"));
         assert_eq!(body["entity"], "trade:7501");
         msg.ack().await.expect("ack");
-        got.push(msg_id.parse::<i64>().unwrap());
+        got.push(id);
     }
     assert_eq!(got, ids);
 
-    // A redelivery carries the same id: JetStream reports it as a duplicate and keeps one copy.
+    // A redelivery carries the same message id: JetStream reports it as a duplicate and keeps
+    // one copy.
     admin_ok(
         &app,
         Method::POST,
@@ -819,30 +868,79 @@ async fn jetstream_consumer_gets_each_event_with_its_id_as_message_id() {
             .await
             .expect("the published copies on the wire")
             .expect("subscription open");
-        wire_ids.push(
-            msg.headers
-                .as_ref()
-                .and_then(|h| h.get("Nats-Msg-Id"))
-                .map(|v| v.to_string())
-                .unwrap_or_default(),
-        );
+        wire_ids.push(msg_id(&msg));
     }
-    let first = ids[0].to_string();
+    let first = format!("{instance}:{}", ids[0]);
     assert_eq!(
         wire_ids.iter().filter(|id| **id == first).count(),
         2,
         "{wire_ids:?}"
     );
-    let info = js
-        .get_stream(&stream)
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .state
-        .messages;
-    assert_eq!(info, 3, "JetStream kept the duplicate");
+    assert_eq!(
+        stored_messages(&js, &stream).await,
+        3,
+        "JetStream kept the duplicate"
+    );
+    let _ = js.delete_stream(&stream).await;
+}
+
+/// Event ids are unique only within a database: two fresh databases number their events
+/// alike, and publishing into one stream each must still have every event stored.
+#[tokio::test]
+async fn two_databases_publishing_the_same_event_ids_into_one_stream_are_both_stored() {
+    use futures_util::StreamExt;
+
+    let (client, stream, prefix) = jetstream().await;
+    let js = async_nats::jetstream::new(client);
+    let apps = [spawn_app_with(fast).await, spawn_app_with(fast).await];
+    let mut published = Vec::new();
+    for app in &apps {
+        let (sink_id, instance) = add_nats(app, &stream, &prefix).await;
+        trade_lifecycle(app, 7601).await;
+        let ids = entity_events(app, "trade:7601").await;
+        assert_eq!(ids.len(), 3);
+        published.push((sink_id, instance, ids));
+    }
+    let [(_, first, first_ids), (_, second, second_ids)] = &published[..] else {
+        unreachable!("two apps")
+    };
+    assert_ne!(first, second, "each database has an identity of its own");
+    assert_eq!(
+        first_ids, second_ids,
+        "both databases gave their events the same ids"
+    );
+
+    for (app, (sink_id, _, ids)) in apps.iter().zip(&published) {
+        wait_for("the events published to JetStream", || async {
+            let d = deliveries(app, *sink_id, "delivered").await;
+            (d.len() == 3).then_some(())
+        })
+        .await;
+        for id in ids {
+            let tries = attempts(app, *id).await;
+            assert_eq!(tries.len(), 1, "{tries:?}");
+            assert_eq!(
+                tries[0]["outcome"], "delivered",
+                "not taken for a duplicate of the other database's event {id}"
+            );
+        }
+    }
+    assert_eq!(stored_messages(&js, &stream).await, 6);
+    let mut messages = read_stream(&js, &stream).await;
+    let mut stored = BTreeSet::new();
+    for _ in 0..6 {
+        let msg = tokio::time::timeout(WAIT, messages.next())
+            .await
+            .expect("a JetStream message in time")
+            .expect("message stream open")
+            .expect("message");
+        stored.insert(msg_id(&msg));
+    }
+    let expected: BTreeSet<String> = published
+        .iter()
+        .flat_map(|(_, instance, ids)| ids.iter().map(move |id| format!("{instance}:{id}")))
+        .collect();
+    assert_eq!(stored, expected);
     let _ = js.delete_stream(&stream).await;
 }
 

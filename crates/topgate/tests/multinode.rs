@@ -131,7 +131,8 @@ async fn two_nodes_seed_once_and_resolve_races_to_one_effect() {
 }
 
 /// Nodes started at the same moment over a fresh database all come up: they take turns to
-/// seed, and the later ones find the sandbox seeded.
+/// migrate and seed, and the later ones find the schema (with its one database identity) and
+/// the sandbox in place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nodes_started_together_seed_the_sandbox_once_and_all_serve() {
     let db = fresh_database().await;
@@ -147,6 +148,10 @@ async fn nodes_started_together_seed_the_sandbox_once_and_all_serve() {
         .collect();
     assert_eq!(count(&db, "SELECT COUNT(*) FROM apps").await, 2);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM trades").await, 4);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM database_identity").await,
+        1
+    );
     let http = reqwest::Client::new();
     for node in &nodes {
         let answer = send(&http, &node.url, &lianbei("1000")).await;

@@ -103,21 +103,39 @@ struct Shared {
     settings: EventSettings,
     /// This process's lease owner name.
     node: String,
+    /// The database's identity, part of every NATS message id.
+    instance: Arc<str>,
     http: reqwest::Client,
 }
 
 /// Runs until `stop` turns true.
 pub async fn run(store: Store, settings: EventSettings, mut stop: watch::Receiver<bool>) {
     let node = format!("{}-{}", std::process::id(), crate::apps::random_token(8));
-    tracing::info!(%node, "event dispatcher started");
+    let poll = Duration::from_millis(settings.poll_interval_ms.max(10));
+    // Read once: it never changes. Every NATS message id needs it, and a database that cannot
+    // answer this would fail the dispatcher's other work as well.
+    let instance: Arc<str> = loop {
+        if *stop.borrow() {
+            return;
+        }
+        match store.read(super::database_instance).await {
+            Ok(instance) => break instance.into(),
+            Err(e) => tracing::warn!(error = %e, "cannot read the database identity"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = stop.changed() => {}
+        }
+    };
+    tracing::info!(%node, %instance, "event dispatcher started");
     let http = super::webhook::client(Duration::from_millis(settings.request_timeout_ms.max(1)));
     let shared = Arc::new(Shared {
         store,
         settings,
         node,
+        instance,
         http,
     });
-    let poll = Duration::from_millis(shared.settings.poll_interval_ms.max(10));
     let mut pruner = super::retention::Pruner::new(shared.settings.retention_ms);
     let mut workers: HashMap<i64, JoinHandle<()>> = HashMap::new();
     let mut statistics_checked: Option<Instant> = None;
@@ -385,7 +403,10 @@ async fn work(
             Target::Nats { url, config } => {
                 let reuse = matches!(&publisher, Some((u, c, _)) if u == url && c == config);
                 if !reuse {
-                    publisher = match Publisher::connect(url, config.clone(), timeout).await {
+                    let instance = Arc::clone(&shared.instance);
+                    publisher = match Publisher::connect(url, config.clone(), instance, timeout)
+                        .await
+                    {
                         Ok(p) => Some((url.clone(), config.clone(), p)),
                         Err(e) => {
                             let attempt = Attempt::failed(None, e);

@@ -9,6 +9,10 @@
 //! handed out before, but committed after, a later one). [`dispatch`] then moves those rows;
 //! [`admin`] shows and steers them (admin API and `topgate events …`); [`webhook`] and [`nats`]
 //! are the two kinds of sink. `docs/events.md` states the guarantees.
+//!
+//! Event ids are unique within one database only; [`database_instance`] is the database's own
+//! random identity, which qualifies them where they meet those of other databases (the NATS
+//! message id).
 
 pub mod admin;
 pub mod dispatch;
@@ -73,6 +77,15 @@ pub fn emit_serialized(
         args![id, entity, now_ms, event_type],
     )?;
     Ok(())
+}
+
+/// The random identity this database was given by its migration (SQLite 9, PostgreSQL 8) and
+/// keeps for ever: a recreated database gets another, so its event ids, which start over, are
+/// never mistaken for those of its predecessor.
+pub fn database_instance(tx: &mut dyn Tx) -> Result<String, StoreError> {
+    tx.query_opt("SELECT instance FROM database_identity WHERE id = 1", &[])?
+        .map(|row| row.str(0))
+        .ok_or_else(|| StoreError::Backend("the database_identity table is empty".into()))
 }
 
 /// `[events]` settings: polling, retries, leases (see `docs/events.md`).

@@ -1,8 +1,8 @@
 //! NATS JetStream sinks: one subject per event type (`<subject_prefix>.<event type>`, by default
-//! `topgate.events.trade.status_changed`), the event id as `Nats-Msg-Id` so JetStream drops a
-//! redelivered copy within the stream's duplicate window, and a stream covering
-//! `<subject_prefix>.>` created when missing.
+//! `topgate.events.trade.status_changed`), a stream covering `<subject_prefix>.>` created when
+//! missing, and `<database instance>:<event id>` as `Nats-Msg-Id` (see [`message_id`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -58,18 +58,34 @@ impl NatsConfig {
     }
 }
 
+/// The `Nats-Msg-Id` of an event: the same for every redelivery of it, so that JetStream drops
+/// a repeated copy within the stream's duplicate window, and qualified by the database's
+/// identity ([`super::database_instance`]) because event ids are unique only within one
+/// database: with the bare id, the events of a second database publishing into the stream, or
+/// of a sandbox recreated within the window, would be acknowledged as duplicates and dropped.
+pub fn message_id(instance: &str, event_id: i64) -> String {
+    format!("{instance}:{event_id}")
+}
+
 /// A connected JetStream context for one sink (clones share the connection).
 #[derive(Clone)]
 pub struct Publisher {
     context: jetstream::Context,
     config: NatsConfig,
+    /// The identity of the database the events come from.
+    instance: Arc<str>,
 }
 
 impl Publisher {
     /// Connects and makes sure a stream captures the sink's subjects. A stream that cannot be
     /// created (e.g. another stream already covers the subjects) is logged, not fatal: the
     /// publish acknowledgement tells whether something stored the message.
-    pub async fn connect(url: &str, config: NatsConfig, timeout: Duration) -> Result<Self, String> {
+    pub async fn connect(
+        url: &str,
+        config: NatsConfig,
+        instance: Arc<str>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(timeout)
             .request_timeout(Some(timeout))
@@ -86,7 +102,11 @@ impl Publisher {
         if let Err(e) = context.get_or_create_stream(stream).await {
             tracing::warn!(stream = %config.stream, error = %e, "cannot ensure the JetStream stream");
         }
-        Ok(Self { context, config })
+        Ok(Self {
+            context,
+            config,
+            instance,
+        })
     }
 
     /// Publishes `event` and waits for JetStream's acknowledgement.
@@ -94,7 +114,7 @@ impl Publisher {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(
             async_nats::header::NATS_MESSAGE_ID,
-            event.id.to_string().as_str(),
+            message_id(&self.instance, event.id).as_str(),
         );
         headers.insert("Topgate-Event-Type", event.event_type.as_str());
         let subject = self.config.subject(&event.event_type);

@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("0005_sub_order_lines_index.sql")),
     (6, include_str!("0006_lianbei_orders.sql")),
     (7, include_str!("0007_deliveries_pending_order.sql")),
+    (8, include_str!("0008_database_identity.sql")),
 ];
 /// How long the first connection may take before the server is reported unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -61,6 +61,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("0006_lianbei_orders.sql")),
     (7, include_str!("0007_right_order_status_check.sql")),
     (8, include_str!("0008_deliveries_pending_order.sql")),
+    (9, include_str!("0009_database_identity.sql")),
 ];
 
 /// `sqlite://path`, `sqlite:path` or a bare path.
@@ -874,6 +875,31 @@ mod tests {
                 "operator".to_string()
             )]
         );
+    }
+
+    #[test]
+    fn an_existing_database_gets_an_identity_of_its_own_when_migrated_and_keeps_it() {
+        let instance = |conn: &Connection| -> String {
+            conn.query_row("SELECT instance FROM database_identity", [], |r| r.get(0))
+                .expect("one identity")
+        };
+        let conn = Connection::open_in_memory().expect("in-memory database");
+        let before = MIGRATIONS
+            .iter()
+            .position(|(version, _)| *version == 9)
+            .expect("migration 9 exists");
+        apply_migrations(&conn, &MIGRATIONS[..before]).expect("migrations 1-8");
+        migrate(&conn).expect("the remaining migrations");
+        let drawn = instance(&conn);
+        assert!(
+            drawn.len() == 16 && drawn.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')),
+            "{drawn:?}"
+        );
+        migrate(&conn).expect("nothing left to migrate");
+        assert_eq!(instance(&conn), drawn);
+        let other = Connection::open_in_memory().expect("in-memory database");
+        migrate(&other).expect("a new database");
+        assert_ne!(instance(&other), drawn);
     }
 
     /// A store in a fresh directory (removed when the returned guard drops), and its file.
