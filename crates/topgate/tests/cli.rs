@@ -454,6 +454,42 @@ fn commands_over_an_existing_database_print_no_notice() {
     }
 }
 
+/// Commands started together on a database that does not exist yet all succeed: each
+/// migration is looked up inside the write lock that applies it, so the later process finds it
+/// done instead of failing on tables the first one just made (a server and a CLI command
+/// started by one script). Several fresh files, so that the race has its chances.
+#[test]
+fn commands_started_together_on_a_new_database_all_succeed() {
+    let scratch = Scratch::new();
+    for attempt in 0..5 {
+        let url = format!(
+            "sqlite://{}",
+            scratch.path().join(format!("new-{attempt}.db")).display()
+        );
+        let children: Vec<Child> = (0..4)
+            .map(|_| {
+                Command::new(BIN)
+                    .current_dir(scratch.path())
+                    .env("TOPGATE_LOG", "warn")
+                    .args(["--database-url", &url, "app", "list"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("topgate starts")
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().expect("topgate runs");
+            assert!(
+                out.status.success(),
+                "attempt {attempt}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+        }
+    }
+}
+
 /// Mistakes on the command line are reported by clap (exit code 2) against the option given:
 /// a missing choice among options names all of them, and a bad or negative value names its
 /// option rather than being taken for an unknown argument or checked after parsing.

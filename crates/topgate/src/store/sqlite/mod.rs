@@ -242,8 +242,10 @@ fn connect_writer(path: &Path) -> Result<Connection, StoreError> {
 fn configure(conn: Connection, cache_kib: i64) -> Result<Connection, StoreError> {
     // temp_store=MEMORY keeps statement and savepoint journals in memory: on disk they cost a
     // write per page a statement or job first touches, which dominated the writer.
+    // busy_timeout first: switching a new file to WAL takes a lock another process opening it
+    // at the same moment may hold.
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; \
+        "PRAGMA busy_timeout=10000; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
          PRAGMA temp_store=MEMORY; PRAGMA cache_size=-{cache_kib};"
     ))
     .map_err(map_err)?;
@@ -256,26 +258,44 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// Applies those of `migrations` that `conn`'s database has not had yet.
+///
+/// Each migration is looked up inside the write transaction that applies it: two processes
+/// opening a new database at once (a server and a CLI command) take turns on SQLite's write
+/// lock, and the second then finds the migration done instead of failing on its tables.
 fn apply_migrations(conn: &Connection, migrations: &[(i64, &str)]) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )
     .map_err(map_err)?;
     for (version, sql) in migrations {
-        let done: bool = conn
-            .query_row(
-                "SELECT COUNT(*) FROM schema_migrations WHERE version = ?1",
-                [version],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(map_err)?
-            > 0;
-        if !done {
-            conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {sql}; INSERT INTO schema_migrations VALUES ({version}, strftime('%s','now')); COMMIT;"
-            ))
-            .map_err(map_err)?;
-        }
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
+        let applied = apply_migration_locked(conn, *version, sql);
+        let end = if applied.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        let ended = conn.execute_batch(end).map_err(map_err);
+        applied.and(ended)?;
+    }
+    Ok(())
+}
+
+/// Applies one migration unless it was applied already; runs within `BEGIN IMMEDIATE`.
+fn apply_migration_locked(conn: &Connection, version: i64, sql: &str) -> Result<(), StoreError> {
+    let done = conn
+        .query_row(
+            "SELECT COUNT(*) FROM schema_migrations WHERE version = ?1",
+            [version],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(map_err)?
+        > 0;
+    if !done {
+        conn.execute_batch(&format!(
+            "{sql}; INSERT INTO schema_migrations VALUES ({version}, strftime('%s','now'));"
+        ))
+        .map_err(map_err)?;
     }
     Ok(())
 }
