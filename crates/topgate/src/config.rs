@@ -64,6 +64,9 @@ impl Default for Settings {
 
 impl Settings {
     /// Loads the layers; `topgate.toml` is optional, but a file named explicitly must exist.
+    /// Only the working directory's `topgate.toml` is read, never one of a parent directory
+    /// (figment's `Toml::file` would search them): a stray file in `$HOME` or `/` must not
+    /// quietly supply a `database_url` or an `admin_token`.
     pub fn load(config_file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         if let Some(file) = config_file.filter(|f| !f.is_file()) {
             return Err(Box::new(figment::Error::from(format!(
@@ -71,13 +74,18 @@ impl Settings {
                 file.display()
             ))));
         }
-        let file = config_file.unwrap_or_else(|| Path::new("topgate.toml"));
-        let settings = Figment::from(Serialized::defaults(Settings::default()))
-            .merge(Toml::file(file))
+        let file = config_file.or_else(|| Some(Path::new("topgate.toml")).filter(|f| f.is_file()));
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let settings = figment
             .merge(Env::prefixed("TOPGATE_"))
             .extract()
             .map_err(Box::new)?;
-        reject_unknown_keys(file)?;
+        if let Some(file) = file {
+            reject_unknown_keys(file)?;
+        }
         Ok(settings)
     }
 
@@ -97,7 +105,7 @@ impl Settings {
 /// `TOPGATE_TEST_DATABASE`) must stay harmless. serde_ignored reports what `Settings`' own
 /// `Deserialize` skips, nested tables included, so no list of keys is kept by hand.
 fn reject_unknown_keys(file: &Path) -> Result<(), Box<figment::Error>> {
-    let file_only = Figment::from(Toml::file(file));
+    let file_only = Figment::from(Toml::file_exact(file));
     let table: figment::value::Value = file_only.extract().map_err(Box::new)?;
     let mut unknown = Vec::new();
     serde_ignored::deserialize::<_, _, Settings>(&table, |path| unknown.push(format!("`{path}`")))
@@ -105,16 +113,11 @@ fn reject_unknown_keys(file: &Path) -> Result<(), Box<figment::Error>> {
     if unknown.is_empty() {
         return Ok(());
     }
-    // Toml::file looks for a relative name in the parent directories too: name the one read.
-    let read = file_only
-        .metadata()
-        .find_map(|m| m.source.as_ref()?.file_path().map(Path::to_path_buf))
-        .unwrap_or_else(|| file.to_path_buf());
     Err(Box::new(figment::Error::from(format!(
         "unknown {} {} in the settings file {}",
         if unknown.len() == 1 { "key" } else { "keys" },
         unknown.join(", "),
-        read.display()
+        file.display()
     ))))
 }
 

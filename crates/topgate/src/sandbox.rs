@@ -3,7 +3,8 @@
 //! and the data that makes every seed page's request example succeed as written. Built through
 //! the admin operations, in one transaction; a database that already has app `test` is left as
 //! it is, so seeding is idempotent and sandbox state survives restarts, and nodes seeding one
-//! database at once take turns ([`Tx::lock_key`]).
+//! database at once take turns ([`Tx::lock_key`]). A database that has apps but no sandbox is
+//! refused rather than seeded: it is a real one, named by mistake.
 
 use serde_json::json;
 
@@ -26,6 +27,17 @@ pub fn seed(tx: &mut dyn Tx, now_ms: i64) -> Result<bool, AdminError> {
     tx.lock_key("topgate sandbox seed")?;
     if apps::load_app(tx, APP_KEY)?.is_some() {
         return Ok(false);
+    }
+    // A database that already serves apps of its own is someone's real one (named by mistake):
+    // the seed's well-known secrets and every-role app have no place there.
+    let own_apps = tx
+        .query_opt("SELECT COUNT(*) FROM apps WHERE sandbox = 0", &[])?
+        .map_or(0, |row| row.i64(0));
+    if own_apps > 0 {
+        return Err(AdminError::Conflict(format!(
+            "this database holds {own_apps} app(s) and no sandbox: the sandbox is only seeded \
+             into a database of its own (start without --sandbox to serve this one)"
+        )));
     }
     let lianbei_line = |oid: i64| json!([{"oid": oid, "item_id": 10000, "sku_id": 0, "sku_text": "sku", "price": 1, "quantity": 1}]);
     let store_sale = json!({"store_id": 1, "guider_id": "1", "guider_name": "导购员名称", "operator_id": "1", "operator_name": "收营员名称"});

@@ -490,6 +490,117 @@ fn commands_started_together_on_a_new_database_all_succeed() {
     }
 }
 
+/// Only the working directory's `topgate.toml` is read: one in a parent directory (here with
+/// a typo that would stop every command) is not picked up.
+#[test]
+fn a_settings_file_of_a_parent_directory_is_not_read() {
+    let s = Scratch::new();
+    std::fs::write(
+        s.path().join("topgate.toml"),
+        "listen_adress = \"0.0.0.0:80\"\n",
+    )
+    .unwrap();
+    let sub = s.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let out = s
+        .command()
+        .current_dir(&sub)
+        .args(["app", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    // The working directory's own file is read (and its typo refused).
+    let out = s.run(&["app", "list"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen_adress"));
+}
+
+/// The sandbox's well-known apps never land in the database configured for real use: with
+/// `--sandbox`, `TOPGATE_DATABASE_URL` (and a settings file's `database_url`) are set aside for
+/// `.topgate/sandbox.db`, with a note; and a database that already has apps of its own is
+/// refused by the seed even when named with `--database-url`.
+#[test]
+fn the_sandbox_is_never_seeded_into_a_real_database() {
+    let s = Scratch::new();
+    let real = format!("sqlite://{}", s.path().join("real.db").display());
+    let with_real_database = |args: &[&str]| {
+        Command::new(BIN)
+            .current_dir(s.path())
+            .env("TOPGATE_LOG", "warn")
+            .env("TOPGATE_DATABASE_URL", &real)
+            .args(args)
+            .output()
+            .expect("topgate runs")
+    };
+    let created = with_real_database(&["app", "create", "--app-key", "12345678", "--name", "real"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+
+    let seeded = with_real_database(&["--sandbox", "admin", "seed-sandbox"]);
+    assert!(
+        seeded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    let note = String::from_utf8_lossy(&seeded.stderr);
+    assert!(
+        note.contains("--sandbox uses sqlite://.topgate/sandbox.db"),
+        "{note}"
+    );
+    assert!(
+        !note.contains("real.db"),
+        "the configured URL is not shown: {note}"
+    );
+    assert!(s.path().join(".topgate/sandbox.db").is_file());
+    let apps = with_real_database(&["app", "list"]);
+    let apps: Value = serde_json::from_slice(&apps.stdout).expect("JSON");
+    let keys: Vec<&str> = apps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["app_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["12345678"],
+        "the real database keeps only its own app"
+    );
+
+    let refused = with_real_database(&[
+        "--sandbox",
+        "--database-url",
+        &real,
+        "admin",
+        "seed-sandbox",
+    ]);
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("holds 1 app(s) and no sandbox"), "{error}");
+    let served = Command::new(BIN)
+        .current_dir(s.path())
+        .env("TOPGATE_LOG", "warn")
+        .args([
+            "--sandbox",
+            "--database-url",
+            &real,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("topgate runs");
+    assert!(!served.status.success(), "serve refuses to seed it");
+    assert!(String::from_utf8_lossy(&served.stderr).contains("no sandbox"));
+}
+
 /// Mistakes on the command line are reported by clap (exit code 2) against the option given:
 /// a missing choice among options names all of them, and a bad or negative value names its
 /// option rather than being taken for an unknown argument or checked after parsing.
@@ -672,9 +783,19 @@ fn sign_explain_prints_v1_canonical_string_and_sign_but_never_the_secret() {
 fn serve_sandbox_prints_its_address_and_a_working_one_liner() {
     let s = Scratch::new();
     let mut one_liners = Vec::new();
-    // Twice over the same database: the sandbox keeps its state and seeds only once.
-    for _ in 0..2 {
-        let served = Served::start(&s, &["serve", "--sandbox", "--listen", "127.0.0.1:0"]);
+    // Twice over the same database: the sandbox keeps its state and seeds only once. The
+    // one-liner names the binary as it was started, or `cargo run` when cargo ran it (cargo
+    // sets CARGO_MANIFEST_DIR for what it runs, as it does for this test).
+    for under_cargo in [false, true] {
+        let mut serve = s.command();
+        if !under_cargo {
+            serve.env_remove("CARGO_MANIFEST_DIR");
+        }
+        let served = Served::spawn(
+            serve
+                .args(["serve", "--sandbox", "--listen", "127.0.0.1:0"])
+                .stderr(Stdio::null()),
+        );
         let lines = served.read_until("try it:");
         let first = &lines[0];
         assert!(
@@ -693,10 +814,16 @@ fn serve_sandbox_prints_its_address_and_a_working_one_liner() {
         assert!(all.contains("session: test-session"), "{all}");
 
         let one_liner = lines.last().unwrap();
-        let command = one_liner
-            .strip_prefix("try it: ")
-            .expect("one-liner")
-            .replace("cargo run --release --", BIN);
+        let shown = one_liner.strip_prefix("try it: ").expect("one-liner");
+        let command = if under_cargo {
+            let rest = shown
+                .strip_prefix("cargo run -- ")
+                .or_else(|| shown.strip_prefix("cargo run --release -- "))
+                .unwrap_or_else(|| panic!("run through cargo: {shown}"));
+            format!("{BIN} {rest}")
+        } else {
+            shown.to_string()
+        };
         assert!(command.contains(&url), "{command}");
         let mut words = command.split_whitespace();
         let program = words.next().unwrap();

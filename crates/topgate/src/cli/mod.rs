@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde_json::{json, Value};
 use top_protocol::sign::{sign_string, string_to_sign};
 use top_protocol::{Format, ParamSet, SignMethod};
@@ -26,8 +27,9 @@ struct Cli {
     /// Settings file (default: ./topgate.toml when present).
     #[arg(long, global = true, help_heading = GLOBAL)]
     config: Option<PathBuf>,
-    /// Database URL: sqlite://path (default .topgate/topgate.db, or .topgate/sandbox.db with
-    /// --sandbox) or postgres://user:password@host:port/db.
+    /// Database URL: sqlite://path (default .topgate/topgate.db) or
+    /// postgres://user:password@host:port/db. With --sandbox only this option chooses the
+    /// database (default .topgate/sandbox.db): the variable and the settings file are ignored.
     // The variable's value may hold a password: `--help` must not print it.
     #[arg(
         long,
@@ -345,7 +347,9 @@ where
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let database_url_given = matches.value_source("database_url") == Some(ValueSource::CommandLine);
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOPGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // One line per call with request_id, app_key, method, code and latency: with
@@ -379,7 +383,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, database_url_given)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -404,6 +408,21 @@ fn print_json(value: &Value) {
     print_out(&serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
+/// How to run this binary again, for the sandbox banner's one-liner: through cargo when
+/// `cargo run` started it (cargo sets `CARGO_MANIFEST_DIR` for what it runs), else as it was
+/// invoked (`topgate` from the `PATH`, or its path).
+fn this_command() -> String {
+    if std::env::var_os("CARGO_MANIFEST_DIR").is_some() {
+        let profile = if cfg!(debug_assertions) {
+            ""
+        } else {
+            " --release"
+        };
+        return format!("cargo run{profile} --");
+    }
+    std::env::args().next().unwrap_or_else(|| "topgate".into())
+}
+
 /// Prints what a long-running command is doing. Nobody reading it (`| head`) is no reason to
 /// stop serving, so a failed write is ignored.
 fn announce(text: &str) {
@@ -424,9 +443,27 @@ pub(crate) fn print_out(text: &str) {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// `database_url_given`: whether `--database-url` was on the command line (rather than taken
+/// from `TOPGATE_DATABASE_URL`).
+async fn run(cli: Cli, database_url_given: bool) -> anyhow::Result<ExitCode> {
     let mut settings = Settings::load(cli.config.as_deref())?;
-    if let Some(url) = cli.database_url.clone() {
+    if cli.sandbox {
+        // The sandbox's well-known apps (`test`/`test`, bound to every role) must not land in
+        // the database an operator configured for real traffic, as they would with
+        // `TOPGATE_DATABASE_URL` exported in the shell: only the command line names the
+        // sandbox's database.
+        let configured = settings.database_url.take();
+        if configured.is_some() && !database_url_given {
+            eprintln!(
+                "note: --sandbox uses {}, not the database_url set by TOPGATE_DATABASE_URL or \
+                 the settings file (pass --database-url to choose the sandbox's database)",
+                crate::config::DEFAULT_SANDBOX_DATABASE_URL
+            );
+        }
+        if database_url_given {
+            settings.database_url = cli.database_url.clone();
+        }
+    } else if let Some(url) = cli.database_url.clone() {
         settings.database_url = Some(url);
     }
     let open_store = || Store::open(&settings.database_url(cli.sandbox));
@@ -444,13 +481,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                      database: {}\n\
                      app_key: {}  secret: {}  session: {}\n\
                      second app (owns nothing): app_key: {}  secret: {}\n\
-                     try it: cargo run --release -- call alibaba.alisports.lianbei.order.notice --url {url} --param biz_order_id=1000",
+                     try it: {} call alibaba.alisports.lianbei.order.notice --url {url} --param biz_order_id=1000",
                     server.state.store.describe(),
                     sandbox::APP_KEY,
                     sandbox::SECRET,
                     sandbox::SESSION,
                     sandbox::OTHER_APP_KEY,
-                    sandbox::OTHER_SECRET
+                    sandbox::OTHER_SECRET,
+                    this_command(),
                 )
             } else {
                 format!(
