@@ -69,6 +69,18 @@ impl Scratch {
             .expect("topgate runs")
     }
 
+    /// Runs `topgate <args>` to completion with `env` set and no database URL of the
+    /// scratch's own (the arguments or `env` name one, or the default is meant).
+    fn run_plain(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
+        Command::new(BIN)
+            .current_dir(self.path())
+            .env("TOPGATE_LOG", "warn")
+            .envs(env.iter().copied())
+            .args(args)
+            .output()
+            .expect("topgate runs")
+    }
+
     /// Runs `topgate --database-url … <args>` to completion.
     fn run(&self, args: &[&str]) -> Output {
         self.command().args(args).output().expect("topgate runs")
@@ -340,17 +352,15 @@ fn a_missing_config_file_and_an_unknown_database_scheme_are_errors() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("nope.toml does not exist"), "{stderr}");
 
-    let out = Command::new(BIN)
-        .current_dir(scratch.path())
-        .env("TOPGATE_LOG", "warn")
-        .args([
+    let out = scratch.run_plain(
+        &[],
+        &[
             "--database-url",
             "mysql://user:s3cretpw@host/db",
             "app",
             "list",
-        ])
-        .output()
-        .expect("topgate runs");
+        ],
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -364,7 +374,7 @@ fn a_missing_config_file_and_an_unknown_database_scheme_are_errors() {
 
 /// A misspelt key in the settings file, at the top or in a table, stops every command before it
 /// does anything, naming the key and the file; `TOPGATE_*` variables that are no settings stay
-/// harmless.
+/// harmless; the `topgate.toml` of a parent directory is not read.
 #[test]
 fn an_unknown_key_in_the_settings_file_stops_startup_naming_it_and_the_file() {
     let scratch = Scratch::new();
@@ -391,17 +401,22 @@ fn an_unknown_key_in_the_settings_file_stops_startup_naming_it_and_the_file() {
     assert!(stderr.contains("unknown key `event`"), "{stderr}");
     assert!(stderr.contains("typo.toml"), "{stderr}");
 
-    let out = scratch
-        .command()
-        .env("TOPGATE_NOT_A_SETTING", "1")
-        .args(["--config", "ok.toml", "app", "list"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Only the working directory's topgate.toml is read, not that of a parent directory.
+    let sub = scratch.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    for (dir, config) in [(scratch.path(), Some("ok.toml")), (sub.as_path(), None)] {
+        let mut command = scratch.command();
+        command.current_dir(dir).env("TOPGATE_NOT_A_SETTING", "1");
+        if let Some(config) = config {
+            command.args(["--config", config]);
+        }
+        let out = command.args(["app", "list"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// A PostgreSQL server that refuses connections is reported at once with the cause, by host and
@@ -490,36 +505,6 @@ fn commands_started_together_on_a_new_database_all_succeed() {
     }
 }
 
-/// Only the working directory's `topgate.toml` is read: one in a parent directory (here with
-/// a typo that would stop every command) is not picked up.
-#[test]
-fn a_settings_file_of_a_parent_directory_is_not_read() {
-    let s = Scratch::new();
-    std::fs::write(
-        s.path().join("topgate.toml"),
-        "listen_adress = \"0.0.0.0:80\"\n",
-    )
-    .unwrap();
-    let sub = s.path().join("sub");
-    std::fs::create_dir(&sub).unwrap();
-    let out = s
-        .command()
-        .current_dir(&sub)
-        .args(["app", "list"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
-    // The working directory's own file is read (and its typo refused).
-    let out = s.run(&["app", "list"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("listen_adress"));
-}
-
 /// The sandbox's well-known apps never land in the database configured for real use: with
 /// `--sandbox`, `TOPGATE_DATABASE_URL` (and a settings file's `database_url`) are set aside for
 /// `.topgate/sandbox.db`, with a note; and a database that already has apps of its own is
@@ -528,15 +513,8 @@ fn a_settings_file_of_a_parent_directory_is_not_read() {
 fn the_sandbox_is_never_seeded_into_a_real_database() {
     let s = Scratch::new();
     let real = format!("sqlite://{}", s.path().join("real.db").display());
-    let with_real_database = |args: &[&str]| {
-        Command::new(BIN)
-            .current_dir(s.path())
-            .env("TOPGATE_LOG", "warn")
-            .env("TOPGATE_DATABASE_URL", &real)
-            .args(args)
-            .output()
-            .expect("topgate runs")
-    };
+    let with_real_database =
+        |args: &[&str]| s.run_plain(&[("TOPGATE_DATABASE_URL", real.as_str())], args);
     let created = with_real_database(&["app", "create", "--app-key", "12345678", "--name", "real"]);
     assert!(
         created.status.success(),
@@ -584,19 +562,17 @@ fn the_sandbox_is_never_seeded_into_a_real_database() {
     assert!(!refused.status.success());
     let error = String::from_utf8_lossy(&refused.stderr);
     assert!(error.contains("holds 1 app(s) and no sandbox"), "{error}");
-    let served = Command::new(BIN)
-        .current_dir(s.path())
-        .env("TOPGATE_LOG", "warn")
-        .args([
+    let served = s.run_plain(
+        &[],
+        &[
             "--sandbox",
             "--database-url",
             &real,
             "serve",
             "--listen",
             "127.0.0.1:0",
-        ])
-        .output()
-        .expect("topgate runs");
+        ],
+    );
     assert!(!served.status.success(), "serve refuses to seed it");
     assert!(String::from_utf8_lossy(&served.stderr).contains("no sandbox"));
 }
