@@ -269,6 +269,29 @@ async fn session_lifetimes_are_bounded_and_never_overflow() {
     create(&app, "sessions", session("s-short", 1)).await;
 }
 
+/// A session created without `ttl_secs` lives one day, as one from `topgate session create`
+/// without `--ttl-secs` (tests/cli.rs): both take `ops::DEFAULT_TTL_SECS`.
+#[tokio::test]
+async fn a_session_without_ttl_secs_lives_one_day() {
+    let app = spawn_app().await;
+    let before = time::OffsetDateTime::now_utc();
+    let made = create(
+        &app,
+        "sessions",
+        json!({"app_key": "test", "user_id": 2000, "session_key": "s-default"}),
+    )
+    .await;
+    let after = time::OffsetDateTime::now_utc();
+    let expires = top_protocol::timestamp::parse_wall_clock(made["expires_at"].as_str().unwrap())
+        .unwrap_or_else(|| panic!("expires_at is a GMT+8 wall clock: {made}"));
+    let day = time::Duration::days(1);
+    // The wall clock has whole seconds: the expiry may read up to a second before `before + day`.
+    assert!(
+        expires > before + day - time::Duration::seconds(1) && expires <= after + day,
+        "{made}, created between {before} and {after}"
+    );
+}
+
 #[tokio::test]
 async fn trade_amounts_past_64_bits_are_400_naming_the_line() {
     let app = spawn_app().await;

@@ -336,6 +336,26 @@ fn app_create_list_disable_rotate_and_session_create() {
     let session = s.json(&["session", "create", "--app-key", "k", "--user-id", "1"]);
     assert_eq!(session["user_id"], 1);
     assert!(!session["session"].as_str().unwrap().is_empty());
+    // Without --ttl-secs, a session lives as long as one the admin API makes without
+    // `ttl_secs` (the same constant: one day; tests/admin.rs checks the day itself).
+    let admin_made = s.json(&[
+        "admin",
+        "create",
+        "sessions",
+        r#"{"app_key": "k", "user_id": 1}"#,
+    ]);
+    let expiry = |v: &Value| {
+        top_protocol::timestamp::parse_wall_clock(v["expires_at"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("expires_at: {v}"))
+    };
+    let apart = expiry(&admin_made) - expiry(&session);
+    assert!(
+        apart >= time::Duration::ZERO && apart < time::Duration::seconds(30),
+        "{session} {admin_made}"
+    );
+    let help = s.ok(&["session", "create", "--help"]);
+    assert!(help.contains("[default: 86400]"), "{help}");
+    assert!(help.contains("POST /admin/sessions"), "{help}");
     assert!(!s
         .run(&["session", "create", "--app-key", "nobody", "--user-id", "1"])
         .status

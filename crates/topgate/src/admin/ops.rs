@@ -29,7 +29,8 @@
 //!      final one, and created ≤ paid ≤ ended;
 //!    - an app's `methods` are served methods ([`crate::api::all_methods`]) and its
 //!      `calls_per_second` is at least 1;
-//!    - a session's `ttl_secs` is 1 to [`MAX_TTL_SECS`] (100 years, the sandbox sessions').
+//!    - a session's `ttl_secs` is 1 to [`MAX_TTL_SECS`] (100 years, the sandbox sessions'), and
+//!      [`DEFAULT_TTL_SECS`] (1 day) when absent.
 //! 3. **Own key** (409): `user 42 exists`, `a user with mobile "138…" exists`, `item …`,
 //!    `biz type "30" …`, `supplier …`, `partner …`, `store …`, `provider …`,
 //!    `right "flowPacket" of provider 1 …`, `trade …`, `sub-order …` (a line's `oid`),
@@ -88,6 +89,11 @@ fn from_json<T: for<'de> Deserialize<'de>>(body: &Json) -> Result<T, AdminError>
 /// The longest session `create` makes: long enough for the sandbox's never-expiring sessions,
 /// short enough that `now + ttl` stays far from overflowing.
 pub const MAX_TTL_SECS: i64 = 100 * 365 * 24 * 3600;
+/// The lifetime of a session created without `ttl_secs`, by the admin API and by `topgate
+/// session create` alike (one constant, so that the two cannot drift apart): a day, what the
+/// CLI has always made, and short enough that a forgotten key does not stay valid for long. A
+/// longer session is asked for with `ttl_secs`.
+pub const DEFAULT_TTL_SECS: i64 = 24 * 3600;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -261,7 +267,7 @@ fn yes() -> bool {
     true
 }
 fn default_ttl() -> i64 {
-    365 * 24 * 3600
+    DEFAULT_TTL_SECS
 }
 fn default_status() -> String {
     "WAIT_SELLER_SEND_GOODS".into()

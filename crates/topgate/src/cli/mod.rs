@@ -244,8 +244,9 @@ enum SessionCommand {
         app_key: String,
         #[arg(long)]
         user_id: i64,
-        /// Seconds until the session expires.
-        #[arg(long, default_value_t = 86400, allow_negative_numbers = true, value_parser = at_least_one::<i64>)]
+        /// Seconds until the session expires, up to 100 years; the default, one day, is also
+        /// that of `POST /admin/sessions` without `ttl_secs`.
+        #[arg(long, default_value_t = ops::DEFAULT_TTL_SECS, allow_negative_numbers = true, value_parser = at_least_one::<i64>)]
         ttl_secs: i64,
     },
 }
