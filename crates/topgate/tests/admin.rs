@@ -710,8 +710,10 @@ async fn right_orders_and_idempotency_records_are_listed_a_page_at_a_time() {
         .map(|o| &o["order_id"])
         .collect();
     assert_eq!(ids, [&json!("1000011"), &json!("1000012")]);
-    let (_, page) = get(&app, "/admin/right-orders?limit=0").await;
-    assert_eq!(page.as_array().unwrap().len(), 1, "a limit below 1 is 1");
+    for below in ["0", "-3"] {
+        let (_, page) = get(&app, &format!("/admin/right-orders?limit={below}")).await;
+        assert_eq!(page.as_array().unwrap().len(), 1, "a limit below 1 is 1");
+    }
 
     let (status, page) = get(&app, "/admin/idempotency").await;
     assert_eq!((status, page.as_array().unwrap().len()), (200, 100));

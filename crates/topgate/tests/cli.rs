@@ -645,6 +645,27 @@ fn command_line_mistakes_name_the_option_they_concern() {
             &["events", "list", "--limit", "-5"],
             "invalid value '-5' for '--limit <LIMIT>': must be at least 1",
         ),
+        // Every --limit is parsed alike (the HTTP listings cut such values into range instead).
+        (
+            &["events", "deliveries", "1", "--limit", "0"],
+            "invalid value '0' for '--limit <LIMIT>': must be at least 1",
+        ),
+        (
+            &["events", "attempts", "--sink", "1", "--limit", "-2"],
+            "invalid value '-2' for '--limit <LIMIT>': must be at least 1",
+        ),
+        (
+            &["admin", "right-orders", "--limit", "0"],
+            "invalid value '0' for '--limit <LIMIT>': must be at least 1",
+        ),
+        (
+            &["admin", "right-orders", "--limit", "-1"],
+            "invalid value '-1' for '--limit <LIMIT>': must be at least 1",
+        ),
+        (
+            &["admin", "idempotency", "--limit", "0"],
+            "invalid value '0' for '--limit <LIMIT>': must be at least 1",
+        ),
         (
             &["bench", "--duration", "-1"],
             "invalid value '-1' for '--duration <DURATION>'",
@@ -673,6 +694,10 @@ fn command_line_mistakes_name_the_option_they_concern() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
     assert!(!scratch.path().join("x.db").exists(), "nothing ran");
+
+    // A limit past the largest page is cut to it, as over HTTP; a negative cursor is a value.
+    let listed = scratch.json(&["admin", "right-orders", "--after", "-1", "--limit", "5000"]);
+    assert_eq!(listed, serde_json::json!([]));
 
     let out = scratch.run(&["serve", "--listen", "nonsense"]);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -707,6 +707,21 @@ async fn cli_registers_sinks_and_shows_events_and_attempts() {
     assert_eq!(cli(&["events", "attempts", "--event", &id]), json!([]));
     let pending = cli(&["events", "deliveries", "1", "--state", "pending"]);
     assert_eq!(pending.as_array().unwrap().len(), 3);
+    // Over HTTP a limit outside 1 to 1000 is cut to the nearest bound (docs/events.md); the
+    // CLI refuses one below 1 (tests/cli.rs).
+    let all = events(&app).await.len();
+    for (limit, events_listed, deliveries_listed) in [("0", 1, 1), ("-3", 1, 1), ("5000", all, 3)] {
+        for (path, listed) in [
+            (format!("/admin/events?limit={limit}"), events_listed),
+            (
+                format!("/admin/sinks/1/deliveries?limit={limit}"),
+                deliveries_listed,
+            ),
+        ] {
+            let page = admin_ok(&app, Method::GET, &path, None).await;
+            assert_eq!(page.as_array().unwrap().len(), listed, "{path}");
+        }
+    }
     let disabled = cli(&["events", "disable", "2"]);
     assert_eq!(disabled["enabled"], false);
     let re = cli(&["events", "redeliver", "1", "--event", &id]);

@@ -105,8 +105,8 @@ enum EventsCommand {
         /// Only events with a larger id.
         #[arg(long, allow_negative_numbers = true)]
         after: Option<i64>,
-        #[arg(long, allow_negative_numbers = true, value_parser = at_least_one::<i64>)]
-        limit: Option<i64>,
+        #[command(flatten)]
+        page: PageLimit,
         #[arg(long)]
         entity: Option<String>,
         #[arg(long = "type", value_name = "TYPE")]
@@ -157,8 +157,8 @@ enum EventsCommand {
         /// Only deliveries of events with a larger id.
         #[arg(long, allow_negative_numbers = true)]
         after: Option<i64>,
-        #[arg(long, allow_negative_numbers = true, value_parser = at_least_one::<i64>)]
-        limit: Option<i64>,
+        #[command(flatten)]
+        page: PageLimit,
     },
     /// Delivery attempts of an event (all sinks) or of a sink (newest first).
     // A group, not `required_unless_present` on --event: clap would then report a missing
@@ -171,8 +171,8 @@ enum EventsCommand {
         /// Attempts to this sink.
         #[arg(long)]
         sink: Option<i64>,
-        #[arg(long, allow_negative_numbers = true, value_parser = at_least_one::<i64>)]
-        limit: Option<i64>,
+        #[command(flatten)]
+        page: PageLimit,
     },
     /// Re-queue one event, the dead letters, or everything from an event id on, for a sink.
     // One of the three, named together when none is given (see `Attempts`).
@@ -189,6 +189,16 @@ enum EventsCommand {
         #[arg(long)]
         from_event: Option<i64>,
     },
+}
+
+/// The `--limit` of every listing, parsed alike: below 1 is a usage error (exit 2), naming the
+/// option, rather than a page of one as over HTTP, where `ops::page_limit` cuts every value
+/// into range; above the largest page it is cut the same way.
+#[derive(Args)]
+struct PageLimit {
+    /// Page size, at least 1: 100 by default; a value above 1000 lists 1000.
+    #[arg(long, allow_negative_numbers = true, value_parser = at_least_one::<i64>)]
+    limit: Option<i64>,
 }
 
 #[derive(Subcommand)]
@@ -296,11 +306,10 @@ enum AdminCommand {
     /// List right orders by order id, a page at a time.
     RightOrders {
         /// Only orders with a larger order id (the last one of the previous page).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         after: Option<i64>,
-        /// Page size: 100 by default, at most 1000.
-        #[arg(long)]
-        limit: Option<i64>,
+        #[command(flatten)]
+        page: PageLimit,
     },
     /// List idempotency records by scope and key, a page at a time.
     Idempotency {
@@ -309,9 +318,8 @@ enum AdminCommand {
         after_scope: Option<String>,
         #[arg(long, requires = "after_scope")]
         after_key: Option<String>,
-        /// Page size: 100 by default, at most 1000.
-        #[arg(long)]
-        limit: Option<i64>,
+        #[command(flatten)]
+        page: PageLimit,
     },
     /// Seed the sandbox data (idempotent).
     SeedSandbox,
@@ -659,14 +667,17 @@ async fn run(cli: Cli, database_url_given: bool) -> anyhow::Result<ExitCode> {
                     })
                     .await?
                 }
-                AdminCommand::RightOrders { after, limit } => {
+                AdminCommand::RightOrders {
+                    after,
+                    page: PageLimit { limit },
+                } => {
                     let page = ops::RightOrderPage { after, limit };
                     admin(&store, move |tx| ops::list_right_orders(tx, &page)).await?
                 }
                 AdminCommand::Idempotency {
                     after_scope,
                     after_key,
-                    limit,
+                    page: PageLimit { limit },
                 } => {
                     let page = ops::IdempotencyPage {
                         after_scope,
@@ -693,7 +704,7 @@ async fn events_command(store: &Store, cmd: EventsCommand, now_ms: i64) -> anyho
     Ok(match cmd {
         EventsCommand::List {
             after,
-            limit,
+            page: PageLimit { limit },
             entity,
             event_type,
         } => {
@@ -760,7 +771,7 @@ async fn events_command(store: &Store, cmd: EventsCommand, now_ms: i64) -> anyho
             sink_id,
             state,
             after,
-            limit,
+            page: PageLimit { limit },
         } => {
             admin(store, move |tx| {
                 ev::sink_deliveries(tx, sink_id, state.as_deref(), after, limit)
@@ -771,7 +782,11 @@ async fn events_command(store: &Store, cmd: EventsCommand, now_ms: i64) -> anyho
             event: Some(event_id),
             ..
         } => admin(store, move |tx| ev::event_attempts(tx, event_id)).await?,
-        EventsCommand::Attempts { sink, limit, .. } => {
+        EventsCommand::Attempts {
+            sink,
+            page: PageLimit { limit },
+            ..
+        } => {
             let sink_id = sink.ok_or_else(|| anyhow::anyhow!("give --event or --sink"))?;
             admin(store, move |tx| ev::sink_attempts(tx, sink_id, limit)).await?
         }
