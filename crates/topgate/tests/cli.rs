@@ -885,12 +885,12 @@ fn a_refused_call_is_logged_with_its_request_id_app_key_and_method_but_no_secret
     let served = Served::start_logging(&s, &["serve", "--listen", "127.0.0.1:0"], &log);
     let url = url_in(&served.read_until("topgate listening on")[0]);
     let out = s.call_time_get(&url, "logged", "not-the-secret");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3), "a TOP error answer");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let request_id = stderr
-        .split("(request_id ")
+        .trim_end()
+        .split("; request_id ")
         .nth(1)
-        .and_then(|rest| rest.split(')').next())
         .unwrap_or_else(|| panic!("no request_id in {stderr}"))
         .to_string();
     served.terminate();
@@ -909,6 +909,82 @@ fn a_refused_call_is_logged_with_its_request_id_app_key_and_method_but_no_secret
     }
     assert!(!logged.contains(secret), "{logged}");
     assert!(!logged.contains("not-the-secret"), "{logged}");
+}
+
+/// `call` tells its failures apart by exit status: 3 for a TOP error answer (on stderr with
+/// every field it has), 1 when no TOP answer came, 2 (clap's) for a usage error; `call --help`
+/// says so.
+#[test]
+fn call_exits_3_on_a_top_error_1_without_a_top_answer_and_2_on_a_usage_error() {
+    let s = Scratch::new();
+    s.ok(&[
+        "app",
+        "create",
+        "--app-key",
+        "k",
+        "--secret",
+        "exit-secret-3c9d",
+    ]);
+    let served = Served::start(&s, &["serve", "--listen", "127.0.0.1:0"]);
+    let url = url_in(&served.read_until("topgate listening on")[0]);
+    let call = |args: &[&str]| {
+        Command::new(BIN)
+            .current_dir(s.path())
+            .env("TOPGATE_LOG", "warn")
+            .args(["call", "--app-key", "k", "--secret", "exit-secret-3c9d"])
+            .args(args)
+            .output()
+            .expect("call runs")
+    };
+    let out = call(&["taobao.time.get", "--url", &url]);
+    assert_eq!(out.status.code(), Some(0));
+
+    // An error answer with a sub_code and a sub_msg names both, and the request id.
+    let out = call(&["alibaba.diantao.tripartite.right.pay.notify", "--url", &url]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "TOP error 50: Remote service error; sub_code isv.missing-parameter; \
+             sub_msg 非法参数: tripartite_pay_notify_dto is required; request_id "
+        ),
+        "{stderr}"
+    );
+    // One with a sub_msg only names that.
+    let out = call(&["no.such.method", "--url", &url]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "TOP error 22: Invalid method; sub_msg method no.such.method does not exist; \
+             request_id "
+        ),
+        "{stderr}"
+    );
+
+    // No TOP answer: a path that is no gateway's, then a server that is gone.
+    let elsewhere = url.replace("/router/rest", "/nothing");
+    let out = call(&["taobao.time.get", "--url", &elsewhere]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("unreadable response: HTTP 404"), "{stderr}");
+    served.terminate();
+    let out = call(&["taobao.time.get", "--url", &url]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("transport failure"), "{stderr}");
+
+    let out = call(&["taobao.time.get", "--url", &url, "--sign-method", "sha1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let help = s.ok(&["call", "--help"]);
+    for status in [
+        "0  the call succeeded",
+        "1  no TOP answer",
+        "2  a usage error",
+        "3  the gateway answered an error_response",
+    ] {
+        assert!(help.contains(status), "{status}: {help}");
+    }
 }
 
 #[test]
@@ -939,7 +1015,7 @@ fn serve_honours_cli_disable_and_rotate_secret_within_the_cache_time() {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
         loop {
             let out = call(secret);
-            if out.status.code() == Some(2) || std::time::Instant::now() > deadline {
+            if out.status.code() == Some(3) || std::time::Instant::now() > deadline {
                 return out;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -947,7 +1023,7 @@ fn serve_honours_cli_disable_and_rotate_secret_within_the_cache_time() {
     };
     let rotated = s.json(&["app", "rotate-secret", "k"]);
     let out = settle("cli-secret-5e1f0a9b");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("Invalid signature"),
         "{}",
@@ -958,9 +1034,15 @@ fn serve_honours_cli_disable_and_rotate_secret_within_the_cache_time() {
 
     s.ok(&["app", "disable", "k"]);
     let out = settle(new_secret);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("Invalid app Key"), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "TOP error 29: Invalid app Key; sub_code isv.appkey-not-exists; \
+             sub_msg app key不存在或已停用; request_id "
+        ),
+        "{stderr}"
+    );
     assert!(!stderr.contains(new_secret), "{stderr}");
     served.terminate();
 }

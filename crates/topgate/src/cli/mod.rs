@@ -50,6 +50,20 @@ struct Cli {
 /// with its own.
 const GLOBAL: &str = "Global options";
 
+/// The exit status of `call` when the gateway answered with an `error_response`: neither 1,
+/// which any other failure exits with (no answer, or one that is no TOP envelope), nor 2,
+/// clap's for a usage error, so that a script can tell a refused call from a broken one.
+const EXIT_TOP_ERROR: u8 = 3;
+
+const CALL_EXIT_STATUS: &str = "\
+Exit status:
+  0  the call succeeded
+  1  no TOP answer: the server could not be reached, or answered something that is no TOP
+     envelope
+  2  a usage error
+  3  the gateway answered an error_response, printed on stderr with its code, msg, sub_code and
+     sub_msg (those it has) and request_id";
+
 #[derive(Subcommand)]
 enum Command {
     /// Load-test a running server with signed requests (`bench seed` writes stored orders).
@@ -87,6 +101,7 @@ enum Command {
         body: Option<String>,
     },
     /// Call a TOP method and print the response.
+    #[command(after_help = CALL_EXIT_STATUS)]
     Call(CallArgs),
     /// Admin operations on the business data.
     #[command(subcommand)]
@@ -849,9 +864,11 @@ async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(top_sdk::Error::Top { error, request_id }) => {
-            eprintln!("{error} (request_id {})", request_id.unwrap_or_default());
-            Ok(ExitCode::from(2))
+        // The SDK's wording names every field the answer had: `TOP error 50: Remote service
+        // error; sub_code isv.missing-parameter; sub_msg …; request_id …`.
+        Err(e @ top_sdk::Error::Top { .. }) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(EXIT_TOP_ERROR))
         }
         Err(e) => Err(e.into()),
     }
