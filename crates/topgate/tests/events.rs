@@ -724,8 +724,39 @@ async fn cli_registers_sinks_and_shows_events_and_attempts() {
     }
     let disabled = cli(&["events", "disable", "2"]);
     assert_eq!(disabled["enabled"], false);
+    assert_eq!(disabled["disabled_reason"], "disabled by an operator");
     let re = cli(&["events", "redeliver", "1", "--event", &id]);
     assert_eq!(re["requeued"], 1);
+
+    // A sink registered disabled says why too, from the CLI as from the admin API; enabling
+    // it clears the reason.
+    let from_cli = cli(&[
+        "events",
+        "add-webhook",
+        "--url",
+        "http://127.0.0.1:9/off",
+        "--disabled",
+    ]);
+    let from_http = admin_ok(
+        &app,
+        Method::POST,
+        "/admin/sinks",
+        Some(json!({"kind": "nats", "enabled": false})),
+    )
+    .await;
+    for made in [&from_cli, &from_http] {
+        assert_eq!(made["enabled"], false, "{made}");
+        assert_eq!(
+            made["disabled_reason"], "created disabled by an operator",
+            "{made}"
+        );
+        let path = format!("/admin/sinks/{}", made["id"]);
+        let listed = admin_ok(&app, Method::GET, &path, None).await;
+        assert_eq!(listed["disabled_reason"], made["disabled_reason"]);
+    }
+    let enabled = cli(&["events", "enable", &from_cli["id"].to_string()]);
+    assert_eq!(enabled["enabled"], true);
+    assert!(enabled["disabled_reason"].is_null(), "{enabled}");
 }
 
 // ---- NATS JetStream ----------------------------------------------------------------------

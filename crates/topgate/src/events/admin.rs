@@ -180,16 +180,19 @@ pub fn create_sink(tx: &mut dyn Tx, new: &NewSink, now: i64) -> Result<Value, Ad
             )))
         }
     };
+    // A disabled sink always says why, whoever disabled it: here the operator who registered it.
+    let disabled_reason = (!new.enabled).then_some("created disabled by an operator");
     let id = tx
         .query(
-            "INSERT INTO sinks (kind, url, secret, config, enabled, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO sinks (kind, url, secret, config, enabled, disabled_reason, created_at, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             args![
                 new.kind.as_str(),
                 url,
                 secret,
                 config,
                 new.enabled,
+                disabled_reason,
                 now,
                 now
             ],
