@@ -275,6 +275,62 @@ async fn batch_level_failures_are_one_error_body_and_change_nothing() {
     assert_eq!(app.right_orders().await.as_array().map(Vec::len), Some(0));
 }
 
+/// A batch refused as a whole is one `error_response` in the format the query string names,
+/// with that format's content type (docs/wire.md): JSON for `json`; XML for `xml`, for none and
+/// for one that is neither; never the `text/plain` of a batch's answers.
+#[tokio::test]
+async fn a_refused_batch_answers_in_the_query_strings_format_and_its_content_type() {
+    let app = spawn_app().await;
+    let body = form(&[("method", TIME_GET)]);
+    let json_type = "application/json;charset=UTF-8";
+    let xml_type = "text/xml;charset=UTF-8";
+    let cases: [(Option<&str>, &str, u64); 5] = [
+        (Some("json"), json_type, 25),
+        (Some("xml"), xml_type, 25),
+        (None, xml_type, 25),
+        // Refused for the format itself, before the signature is looked at.
+        (Some("yaml"), xml_type, 23),
+        (Some("json"), json_type, 21),
+    ];
+    for (format, content_type, code) in cases {
+        // Code 21: a correctly signed batch without a call; else a signature over another body.
+        let (signed_body, sent) = if code == 21 {
+            ("", "")
+        } else {
+            ("another body", body.as_str())
+        };
+        let query = signed_query(signed_body, |p| match format {
+            Some(f) => p.set("format", f),
+            None => p.remove("format"),
+        });
+        let (got_type, text) = post_batch(&app, &query, sent, None).await;
+        assert_eq!(got_type, content_type, "{format:?}: {text}");
+        let error = if content_type == json_type {
+            json_of(&text)["error_response"]["code"].as_u64()
+        } else {
+            assert!(text.starts_with("<?xml"), "{format:?}: {text}");
+            match top_protocol::reader::read(&text, top_protocol::Format::Xml, false) {
+                Err(top_protocol::reader::ReadError::Top { error, .. }) => {
+                    Some(u64::from(error.code))
+                }
+                _ => None,
+            }
+        };
+        assert_eq!(error, Some(code), "{format:?}: {text}");
+    }
+    for (query, content_type) in [("format=json", json_type), ("", xml_type)] {
+        let by_get = app
+            .http
+            .get(format!("{}/router/batch?{query}", app.base))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(by_get.status(), 200);
+        assert_eq!(by_get.headers()["content-type"], content_type, "{query}");
+        assert!(by_get.text().await.unwrap().contains("error_response"));
+    }
+}
+
 /// A form-encoded segment.
 fn form(pairs: &[(&str, &str)]) -> String {
     let mut params = ParamSet::new();
