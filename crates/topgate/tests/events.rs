@@ -1,7 +1,8 @@
 //! Events: the transactional outbox and its delivery, seen from outside: the admin API, the
 //! `topgate events …` / `topgate dispatch` binary, a webhook receiver started here (axum on
 //! 127.0.0.1:0) and a real NATS JetStream server on 127.0.0.1:4222 (the NATS test fails, with
-//! a message saying so, when none is running).
+//! a message saying so, when none is running). The Python verifier of docs/events.md runs on
+//! `python3` (that test fails likewise without it).
 
 mod common;
 
@@ -477,6 +478,75 @@ async fn webhook_gets_every_event_after_retries_signed_and_in_order() {
     )
     .await;
     assert_eq!(sink_attempts.as_array().unwrap().len(), 18);
+}
+
+/// The Python verifier of docs/events.md, run as written on a real delivery: it accepts the
+/// headers whatever the case of their names (as sent, lowercased in a dict, ASGI's lowercase
+/// byte pairs) and refuses a changed body, a wrong secret, a missing header and an old
+/// timestamp. Needs `python3` on `PATH` (as the conformance suite does).
+#[tokio::test]
+async fn the_documented_python_verifier_accepts_a_delivery_whatever_the_header_case() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/events.md"),
+    )
+    .expect("docs/events.md");
+    let verifier = doc
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a python block in docs/events.md");
+    let app = spawn_app_with(fast).await;
+    let receiver = Receiver::start(0, Duration::ZERO).await;
+    let secret = "whsec_python_0123456789abcdef";
+    add_webhook(&app, &receiver.url, secret, json!(["*"])).await;
+    trade_lifecycle(&app, 7501).await;
+    let hit = wait_for("a delivery", || async {
+        receiver.hits().into_iter().next()
+    })
+    .await;
+
+    let check = r#"
+import json, sys
+case = json.load(sys.stdin)
+secret, body = case["secret"].encode(), case["body"].encode()
+sent = {"X-Topgate-Timestamp": case["timestamp"], "X-Topgate-Signature": case["signature"],
+        "Content-Type": "application/json"}
+lower = {name.lower(): value for name, value in sent.items()}
+asgi = [(name.lower().encode(), value.encode()) for name, value in sent.items()]
+old = dict(lower, **{"x-topgate-timestamp": str(int(case["timestamp"]) - 3600)})
+print(json.dumps([
+    verify(secret, sent, body), verify(secret, lower, body), verify(secret, asgi, body),
+    verify(secret, lower, body + b" "), verify(b"another secret", lower, body),
+    verify(secret, {"x-topgate-signature": case["signature"]}, body), verify(secret, old, body),
+]))
+"#;
+    let input = json!({"secret": secret, "body": hit.body, "timestamp": hit.timestamp,
+        "signature": hit.signature});
+    let mut python = Command::new("python3")
+        .args(["-c", &format!("{verifier}\n{check}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("this test needs python3 on PATH: {e}"));
+    {
+        use std::io::Write;
+        let mut stdin = python.stdin.take().expect("stdin piped");
+        stdin
+            .write_all(input.to_string().as_bytes())
+            .expect("input written");
+    }
+    let out = python.wait_with_output().expect("python3 ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}")),
+        json!([true, true, true, false, false, false, false])
+    );
 }
 
 #[tokio::test]
