@@ -764,3 +764,112 @@ async fn right_orders_and_idempotency_records_are_listed_a_page_at_a_time() {
         assert_eq!(get(&app, path).await, (400, json!({ "error": error })), "{path}");
     }
 }
+
+/// Sends a hand-made admin request; answers the status, the `Allow` header and the body.
+async fn send_raw(request: reqwest::RequestBuilder) -> (u16, Option<String>, String) {
+    let response = request.send().await.expect("admin request");
+    let allow = response
+        .headers()
+        .get("allow")
+        .map(|v| v.to_str().expect("ASCII").to_string());
+    (
+        response.status().as_u16(),
+        allow,
+        response.text().await.expect("body"),
+    )
+}
+
+/// Every refusal status the README's admin section names, with the body it says: 401 before
+/// anything else, 404 for an unknown record or listing (JSON) and an unknown path (empty),
+/// 405 with `Allow`, 413 over `body_limit_bytes`, 415 for a create whose body is not declared
+/// JSON (`curl -d` without `-H`), and an empty 404 everywhere when no `admin_token` is set.
+#[tokio::test]
+async fn each_admin_refusal_answers_the_status_and_body_the_readme_gives() {
+    let app = common::spawn_app_with(|s| s.body_limit_bytes = 1024).await;
+    let url = |path: &str| format!("{}{path}", app.base);
+    let authorized = |method: Method, path: &str| {
+        app.http
+            .request(method, url(path))
+            .bearer_auth(common::ADMIN_TOKEN)
+    };
+    let error = |text: &str| json!({ "error": text }).to_string();
+    let user = r#"{"user_id": 4242, "nick": "n"}"#;
+
+    let unauthorized = error("bad or missing bearer token");
+    for request in [
+        app.http.get(url("/admin/apps")),
+        app.http
+            .get(url("/admin/apps"))
+            .bearer_auth("not-the-token"),
+        app.http
+            .get(url("/admin/apps"))
+            .basic_auth("admin", Some(common::ADMIN_TOKEN)),
+        // Before the body is looked at, even one over the limit.
+        app.http
+            .post(url("/admin/users"))
+            .header("content-type", "application/json")
+            .body("x".repeat(4096)),
+    ] {
+        assert_eq!(send_raw(request).await, (401, None, unauthorized.clone()));
+    }
+
+    for (path, body) in [
+        ("/admin/trades/999", error("not found: trade 999")),
+        (
+            "/admin/right-orders/999",
+            error("not found: right order 999"),
+        ),
+        ("/admin/sinks/999", error("not found: sink 999")),
+        ("/admin/users", error("not found: no listing of users")),
+        ("/admin/no/such/path", String::new()),
+    ] {
+        let got = send_raw(authorized(Method::GET, path)).await;
+        assert_eq!(got, (404, None, body), "{path}");
+    }
+
+    let (status, allow, body) = send_raw(authorized(Method::DELETE, "/admin/apps")).await;
+    assert_eq!((status, body), (405, error("method not allowed")));
+    let allow = allow.expect("an Allow header");
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+
+    let too_large = authorized(Method::POST, "/admin/users")
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"user_id": 4242, "nick": "{}"}}"#,
+            "n".repeat(2000)
+        ));
+    assert_eq!(
+        send_raw(too_large).await,
+        (413, None, error("the body is over 1024 bytes"))
+    );
+
+    let not_json = error("Expected request with `Content-Type: application/json`");
+    for content_type in [None, Some("application/x-www-form-urlencoded")] {
+        let mut request = authorized(Method::POST, "/admin/users").body(user);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        assert_eq!(send_raw(request).await, (415, None, not_json.clone()));
+    }
+    // Nothing was created: the same user is still free.
+    let declared = authorized(Method::POST, "/admin/users")
+        .header("content-type", "application/json")
+        .body(user);
+    assert_eq!(send_raw(declared).await.0, 200);
+
+    // Without an admin token the API is off: every admin path is an empty 404, as an unknown
+    // path is, whatever the request carries.
+    let off = common::spawn_app_with(|s| s.admin_token = None).await;
+    for request in [
+        off.http
+            .get(format!("{}/admin/apps", off.base))
+            .bearer_auth(common::ADMIN_TOKEN),
+        off.http.get(format!("{}/admin/apps", off.base)),
+        off.http
+            .post(format!("{}/admin/users", off.base))
+            .header("content-type", "application/json")
+            .body(user),
+    ] {
+        assert_eq!(send_raw(request).await, (404, None, String::new()));
+    }
+}
