@@ -445,6 +445,21 @@ async fn malformed_fields_are_isv_invalid_parameter() {
             .is_some_and(|m| m.contains("notify_type not supported")),
         "{e}"
     );
+    // A send_good_param over its limit is named once, by its path.
+    let e = app
+        .error(&supplier(&with(
+            base(),
+            json!({"send_good_param": "x".repeat(4001)}),
+        )))
+        .await;
+    let sub_msg = e["sub_msg"].as_str().unwrap_or_default();
+    assert!(
+        sub_msg.ends_with(&format!(
+            "{MODEL}.send_good_param too long: 4001 chars, max 4000"
+        )),
+        "{e}"
+    );
+    assert_eq!(sub_msg.matches("send_good_param").count(), 1, "{e}");
     // A document that is no JSON at all says why, rather than that it is not an object: here
     // a number too large for any JSON reader.
     let huge = format!(r#"{{"order_no":1{},"notify_type":"0"}}"#, "0".repeat(400));
@@ -1884,7 +1899,7 @@ async fn concurrent_shipments_of_one_iccid_on_different_orders_have_one_winner()
 }
 
 #[tokio::test]
-async fn a_session_is_optional_but_must_be_the_apps_own() {
+async fn a_session_is_optional_but_must_be_the_apps_own_and_its_sellers() {
     let app = spawn_app().await;
     let before = snapshot(&app, &[SANDBOX_ORDER]).await;
     // `other-session` belongs to app `other`.
@@ -1896,6 +1911,21 @@ async fn a_session_is_optional_but_must_be_the_apps_own() {
         .error(&supplier(&supplier_example()).session("no-such-session"))
         .await;
     assert_eq!(e["code"], 27, "{e}");
+    // A session of app `test` for another user than the seller the app is bound to (§2.1: it
+    // must be the supplier's seller account's), refused before the parameters are read.
+    let (status, created) = app
+        .admin(
+            Method::POST,
+            "/admin/sessions",
+            Some(json!({"app_key": "test", "user_id": 3000, "session_key": "test-3000"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    for body in [supplier_example(), json!({"order_no": "x"})] {
+        let e = app.error(&supplier(&body).session("test-3000")).await;
+        assert_eq!(e["code"], 27, "{e}");
+        assert_eq!(e["sub_code"], "invalid-sessionkey", "{e}");
+    }
     assert_eq!(snapshot(&app, &[SANDBOX_ORDER]).await, before);
     accept(&app, &supplier(&supplier_example()).session("test-session")).await;
 }

@@ -200,13 +200,14 @@ async fn failure_closes_the_trade_with_a_full_refund() {
     assert_eq!(r["success"], true);
     assert!(r["error_msg"].as_str().unwrap().contains("已处理"));
     assert_eq!(app.trade(6100).await, t);
-    refused(
+    let r = refused(
         &app,
         &opentrade(&callback(6100, None, true, "f-3")),
         6100,
         "ORDER_ALREADY_FINISHED",
     )
     .await;
+    assert_eq!(r["error_msg"], "订单已处理，状态为TRADE_CLOSED", "{r}");
 }
 
 #[tokio::test]
@@ -577,13 +578,15 @@ async fn sub_orders_settle_one_by_one() {
     let r = result(&app, &opentrade(&callback(6300, Some(63001), true, "s-1b"))).await;
     assert!(r["error_msg"].as_str().unwrap().contains("已处理"), "{r}");
     assert_eq!(app.trade(6300).await, t);
-    refused(
+    let r = refused(
         &app,
         &opentrade(&callback(6300, Some(63001), false, "s-1c")),
         6300,
         "ORDER_ALREADY_FINISHED",
     )
     .await;
+    // It names the sub-order's status, not that of the trade, which is still open.
+    assert_eq!(r["error_msg"], "子订单已处理，状态为TRADE_FINISHED", "{r}");
     let r = result(&app, &opentrade(&callback(6300, Some(63002), true, "s-2"))).await;
     assert_eq!(r["success"], true, "{r}");
     let t = app.trade(6300).await;

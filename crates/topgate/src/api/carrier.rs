@@ -15,6 +15,10 @@
 //! activation notices only; replays are not appended to the notification log; with a biz type's
 //! `auto_finish_on_activation`, an activation finishes the trade, consigning it first when no
 //! shipment was reported; `ext_info` is logged as text, and parsed too when it is a JSON object.
+//!
+//! The optional `session` must be the supplier's seller account's (§2.1): when the app is bound
+//! to a seller, a session of another user of the app is code 27, like an unknown one; an app
+//! bound to no seller names no account to compare with, and any valid session of it is taken.
 
 use serde_json::json;
 use top_protocol::registry::{MethodSpec, ParamKind, ParamSpec};
@@ -231,6 +235,14 @@ fn refuse(code: &'static str, desc: impl Into<String>) -> Result<Result<(), Refu
 
 pub fn handle(call: Call) -> HandlerFuture {
     Box::pin(async move {
+        // An invalid session is refused before the parameters are read, as the gateway refuses
+        // one it does not know.
+        if call
+            .session_user
+            .is_some_and(|user| call.app.seller_id.is_some_and(|seller| seller != user))
+        {
+            return Err(TopError::invalid_session());
+        }
         let notice = parse_notice(&call)?;
         let supplier_id = call.app.supplier_id;
         let now_ms = millis(call.now);

@@ -251,10 +251,15 @@ fn apply(
             target.iter().all(|s| s.status == wanted)
         };
         if !same {
-            return refuse(
-                "ORDER_ALREADY_FINISHED",
-                format!("订单已处理，状态为{}", trade.status),
-            );
+            // Name what was settled the other way: the trade, or the sub-order(s) while the
+            // trade itself is still open.
+            let msg = if trades::is_final(&trade.status) {
+                format!("订单已处理，状态为{}", trade.status)
+            } else {
+                let statuses: Vec<&str> = target.iter().map(|s| s.status.as_str()).collect();
+                format!("子订单已处理，状态为{}", statuses.join(","))
+            };
+            return refuse("ORDER_ALREADY_FINISHED", msg);
         }
         // Only a callback agreeing with the trade's own outcome: one naming a sub-order agrees
         // with that sub-order, which an admin refund or confirm may since have contradicted.

@@ -97,9 +97,7 @@ pub fn parse(input: &str, mode: IccidMode) -> Result<Option<SendGoodParam>, Send
     if input.len() > MAX_LEN {
         let chars = input.chars().count();
         if chars > MAX_LEN {
-            return Err(err(format!(
-                "send_good_param too long: {chars} chars, max {MAX_LEN}"
-            )));
+            return Err(err(format!("too long: {chars} chars, max {MAX_LEN}")));
         }
     }
     if input.trim().is_empty() {
