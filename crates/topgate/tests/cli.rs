@@ -108,6 +108,16 @@ impl Scratch {
     }
 }
 
+/// Checks that a command failed; returns what it said on stderr.
+fn failed_saying(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected a failure: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A running `topgate serve`, killed (by its own pid) if the test ends before it exits.
 struct Served {
     child: Child,
@@ -262,8 +272,7 @@ fn app_create_list_disable_rotate_and_session_create() {
         ),
     ] {
         let out = s.run(&args);
-        assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = failed_saying(&out);
         assert!(stderr.contains(error), "{stderr}");
     }
     let granted = s.json(&[
@@ -326,8 +335,7 @@ fn app_create_list_disable_rotate_and_session_create() {
 
     // A session is for a user that exists.
     let refused = s.run(&["session", "create", "--app-key", "k", "--user-id", "1"]);
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = failed_saying(&refused);
     assert!(
         stderr.contains("invalid request: user_id 1 is not a user"),
         "{stderr}"
@@ -368,8 +376,7 @@ fn app_create_list_disable_rotate_and_session_create() {
 fn a_missing_config_file_and_an_unknown_database_scheme_are_errors() {
     let scratch = Scratch::new();
     let out = scratch.run(&["--config", "nope.toml", "app", "list"]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = failed_saying(&out);
     assert!(stderr.contains("nope.toml does not exist"), "{stderr}");
 
     let out = scratch.run_plain(
@@ -381,8 +388,7 @@ fn a_missing_config_file_and_an_unknown_database_scheme_are_errors() {
             "list",
         ],
     );
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = failed_saying(&out);
     assert!(
         stderr.contains("unsupported database URL scheme mysql://"),
         "{stderr}"
@@ -404,8 +410,7 @@ fn an_unknown_key_in_the_settings_file_stops_startup_naming_it_and_the_file() {
     )
     .unwrap();
     let out = scratch.run(&["app", "list"]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = failed_saying(&out);
     assert!(
         stderr.contains("unknown keys `events.retry_jiter`, `listen_adress`"),
         "{stderr}"
@@ -416,8 +421,7 @@ fn an_unknown_key_in_the_settings_file_stops_startup_naming_it_and_the_file() {
     std::fs::write(scratch.path().join("ok.toml"), "listen = \"127.0.0.1:0\"\n").unwrap();
     std::fs::write(scratch.path().join("typo.toml"), "[event]\nlease_ms = 1\n").unwrap();
     let out = scratch.run(&["--config", "typo.toml", "app", "list"]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = failed_saying(&out);
     assert!(stderr.contains("unknown key `event`"), "{stderr}");
     assert!(stderr.contains("typo.toml"), "{stderr}");
 
@@ -579,8 +583,7 @@ fn the_sandbox_is_never_seeded_into_a_real_database() {
         "admin",
         "seed-sandbox",
     ]);
-    assert!(!refused.status.success());
-    let error = String::from_utf8_lossy(&refused.stderr);
+    let error = failed_saying(&refused);
     assert!(error.contains("holds 1 app(s) and no sandbox"), "{error}");
     let served = s.run_plain(
         &[],
@@ -593,8 +596,10 @@ fn the_sandbox_is_never_seeded_into_a_real_database() {
             "127.0.0.1:0",
         ],
     );
-    assert!(!served.status.success(), "serve refuses to seed it");
-    assert!(String::from_utf8_lossy(&served.stderr).contains("no sandbox"));
+    assert!(
+        failed_saying(&served).contains("no sandbox"),
+        "serve refuses to seed it"
+    );
 }
 
 /// Mistakes on the command line are reported by clap (exit code 2) against the option given:
