@@ -1729,6 +1729,72 @@ async fn read_until_closed(stream: &mut tokio::net::TcpStream, within: Duration)
     received
 }
 
+/// A method the router paths do not take is code 9 in the format the query names, in HTTP 200
+/// like every TOP answer, not an empty HTTP 405 a TOP client cannot read.
+#[tokio::test]
+async fn other_http_methods_on_the_router_paths_are_code_9() {
+    let app = spawn_app().await;
+    for path in [
+        "/router/rest",
+        "/top/router/rest",
+        "/router/batch",
+        "/top/router/batch",
+    ] {
+        for method in ["PUT", "DELETE", "PATCH", "OPTIONS"] {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            for (query, xml) in [("?format=json", false), ("", true)] {
+                let resp = app
+                    .http
+                    .request(method.clone(), format!("{}{path}{query}", app.base))
+                    .send()
+                    .await
+                    .expect("sent");
+                assert_eq!(resp.status(), 200, "{method} {path}");
+                let text = resp.text().await.unwrap();
+                assert_eq!(text.starts_with("<?xml"), xml, "{text}");
+                let e = error_of(&text).expect("an error_response");
+                assert_eq!(e.code, 9, "{method} {path}: {text}");
+                assert_eq!(
+                    e.sub_msg.as_deref(),
+                    Some(format!("{method} is not taken: send POST or GET").as_str())
+                );
+            }
+        }
+    }
+}
+
+/// A client that sends its whole request and then shuts its side of the connection (`nc -N`,
+/// some proxies) gets its answer: the server once closed such a connection without one, after
+/// a pay notice's order could already be committed.
+#[tokio::test]
+async fn a_request_followed_by_a_half_close_is_answered() {
+    let app = spawn_app().await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut dto = pay_example();
+    dto["outer_order_id"] = json!("half-close-1");
+    dto["idempotent_id"] = json!("half-close-1");
+    let body = pay(&dto).form();
+    let pay_request = format!(
+        "POST /router/rest HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for request in [
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
+        pay_request,
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+        let answer = String::from_utf8(answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        assert!(
+            answer.ends_with("ok") || answer.contains("\"succ\":true"),
+            "{answer}"
+        );
+    }
+}
+
 /// A client that never finishes its request (no head, half a head, or a body shorter than it
 /// announced) loses its connection after `read_timeout_secs`; so does an idle keep-alive
 /// connection. A body that never comes whole is answered 408.

@@ -31,9 +31,13 @@ pub async fn serve_until(
     stop: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut builder = http1::Builder::new();
+    // half_close: a client that sends its request and then shuts its side of the connection
+    // (`nc -N`, some proxies, HTTP/1.0-style clients) still gets the answer; without it hyper
+    // dropped the call on reading the end of input, after its write could already be queued.
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(read_timeout);
+        .header_read_timeout(read_timeout)
+        .half_close(true);
     let graceful = GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
     loop {

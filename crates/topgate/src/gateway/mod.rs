@@ -111,17 +111,17 @@ pub fn internal(err: StoreError) -> TopError {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
+    let rest = || get(serve_rest).post(serve_rest).fallback(refuse_method);
+    let batch = || {
+        get(batch::refuse_get)
+            .post(batch::serve_batch)
+            .fallback(refuse_method)
+    };
     let api = Router::new()
-        .route("/router/rest", get(serve_rest).post(serve_rest))
-        .route("/top/router/rest", get(serve_rest).post(serve_rest))
-        .route(
-            "/router/batch",
-            get(batch::refuse_get).post(batch::serve_batch),
-        )
-        .route(
-            "/top/router/batch",
-            get(batch::refuse_get).post(batch::serve_batch),
-        )
+        .route("/router/rest", rest())
+        .route("/top/router/rest", rest())
+        .route("/router/batch", batch())
+        .route("/top/router/batch", batch())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::render))
         .with_state(Arc::clone(&state));
@@ -138,6 +138,16 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// The smallest answer worth compressing: tower-http's default predicate's threshold.
 const DEFAULT_MIN_SIZE: u16 = 32;
+
+/// A method the router paths do not take (PUT, DELETE, …): code 9, `Http action not allowed`,
+/// in the format the query names and in HTTP 200 like every TOP answer, rather than an empty
+/// HTTP 405 that no TOP client can read.
+async fn refuse_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let format = error_format(uri.query(), None, &[]);
+    let error = TopError::new(9).with_sub_msg(format!("{method} is not taken: send POST or GET"));
+    metrics::record("unknown", error.code, std::time::Duration::ZERO);
+    render(write_error(&error, &new_request_id(), format), format)
+}
 
 async fn healthz() -> &'static str {
     "ok"
