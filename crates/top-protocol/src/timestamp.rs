@@ -40,9 +40,13 @@ pub fn parse_wall_clock(value: &str) -> Option<OffsetDateTime> {
 ///
 /// Written digit by digit: the answers of lianbei carry three of these, and `time`'s
 /// format-description interpreter cost several times more than the rest of a timestamp's path.
-/// Years outside 0–9999 (never a TOP value) take that interpreter's way.
+/// Years outside 0–9999 (never a TOP value) take that interpreter's way; an instant whose GMT+8
+/// wall clock is past the largest date `time` holds is written as its UTC wall clock rather
+/// than panic (nothing that checks its input produces one: the admin API refuses such dates).
 pub fn format_wall_clock(instant: OffsetDateTime) -> String {
-    let t = instant.to_offset(GMT8);
+    let Some(t) = instant.checked_to_offset(GMT8) else {
+        return instant.format(DATETIME).unwrap_or_default();
+    };
     let year = match u16::try_from(t.year()) {
         Ok(year) if year <= 9999 => year,
         _ => return t.format(DATETIME).unwrap_or_default(),
@@ -94,6 +98,16 @@ pub fn within_window_in_some_zone(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The last second `time` holds in GMT+8 and the one after it, whose GMT+8 wall clock would
+    /// be in the year 10000: written, not a panic.
+    #[test]
+    fn formatting_never_panics_at_the_end_of_the_calendar() {
+        let last = parse_wall_clock("9999-12-31 23:59:59").unwrap();
+        assert_eq!(format_wall_clock(last), "9999-12-31 23:59:59");
+        let after = last.to_offset(time::UtcOffset::UTC) + Duration::seconds(60);
+        assert_eq!(format_wall_clock(after), "9999-12-31 16:00:59");
+    }
 
     #[test]
     fn a_wall_clock_of_another_zone_is_on_time_only_in_some_zone() {

@@ -7,7 +7,9 @@
 //! ```
 //! Every transition is one guarded `UPDATE … WHERE status = <from>`, so a lost race changes
 //! nothing and is reported as not allowed; the table's CHECK constraints hold the timestamps to
-//! the status (invariant 2).
+//! the status (invariant 2). A transition is dated now, or at the trade's latest time if that is
+//! later (an operator may date a trade ahead of the clock): times never go backwards
+//! (invariant 2), so a transition is never refused by the table's checks.
 
 use crate::args;
 use crate::store::{SqlArg, StoreError, Tx};
@@ -33,21 +35,46 @@ impl TradeEvent {
         })
     }
 
-    /// The statuses this event may leave from, the status it reaches, and the time column set.
-    fn edge(self) -> (&'static [&'static str], &'static str, &'static str) {
+    /// The statuses this event may leave from, the status it reaches, the time column set, and
+    /// the latest time the trade already has in the statuses it leaves from (SQL).
+    fn edge(
+        self,
+    ) -> (
+        &'static [&'static str],
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
         match self {
-            Self::Pay => (&["WAIT_BUYER_PAY"], "WAIT_SELLER_SEND_GOODS", "pay_time"),
-            Self::Cancel => (&["WAIT_BUYER_PAY"], "TRADE_CLOSED_BY_TAOBAO", "end_time"),
+            Self::Pay => (
+                &["WAIT_BUYER_PAY"],
+                "WAIT_SELLER_SEND_GOODS",
+                "pay_time",
+                "created_at",
+            ),
+            Self::Cancel => (
+                &["WAIT_BUYER_PAY"],
+                "TRADE_CLOSED_BY_TAOBAO",
+                "end_time",
+                "created_at",
+            ),
             Self::Consign => (
                 &["WAIT_SELLER_SEND_GOODS"],
                 "WAIT_BUYER_CONFIRM_GOODS",
                 "consign_time",
+                "pay_time",
             ),
-            Self::Confirm => (&["WAIT_BUYER_CONFIRM_GOODS"], "TRADE_FINISHED", "end_time"),
+            Self::Confirm => (
+                &["WAIT_BUYER_CONFIRM_GOODS"],
+                "TRADE_FINISHED",
+                "end_time",
+                "consign_time",
+            ),
             Self::Refund => (
                 &["WAIT_SELLER_SEND_GOODS", "WAIT_BUYER_CONFIRM_GOODS"],
                 "TRADE_CLOSED",
                 "end_time",
+                "COALESCE(consign_time, pay_time)",
             ),
         }
     }
@@ -118,12 +145,18 @@ pub fn apply(
     event: TradeEvent,
     now_ms: i64,
 ) -> Result<bool, StoreError> {
-    let (from, to, time_column) = event.edge();
+    let (from, to, time_column, latest) = event.edge();
     let placeholders = vec!["?"; from.len()].join(", ");
     let sql = format!(
-        "UPDATE trades SET status = ?, {time_column} = ? WHERE tid = ? AND status IN ({placeholders})"
+        "UPDATE trades SET status = ?, {time_column} = CASE WHEN {latest} > ? THEN {latest} ELSE ? END \
+         WHERE tid = ? AND status IN ({placeholders})"
     );
-    let mut values = vec![SqlArg::Text(to), SqlArg::Int(now_ms), SqlArg::Int(tid)];
+    let mut values = vec![
+        SqlArg::Text(to),
+        SqlArg::Int(now_ms),
+        SqlArg::Int(now_ms),
+        SqlArg::Int(tid),
+    ];
     values.extend(from.iter().map(|s| SqlArg::Text(s)));
     let changed = tx.execute(&sql, &values)? == 1;
     if changed {
@@ -140,8 +173,11 @@ pub fn apply(
         )?;
         // The lianbei read model copies the trade's status and times (none for other trades).
         tx.execute(
-            &format!("UPDATE lianbei_orders SET status = ?, {time_column} = ? WHERE tid = ?"),
-            args![to, now_ms, tid],
+            &format!(
+                "UPDATE lianbei_orders SET status = ?, \
+                 {time_column} = (SELECT {time_column} FROM trades WHERE tid = ?) WHERE tid = ?"
+            ),
+            args![to, tid, tid],
         )?;
     }
     Ok(changed)

@@ -539,6 +539,16 @@ async fn junk_trades_are_400_naming_the_field() {
             json!({"created": "yesterday"}),
             r#"created "yesterday" is not yyyy-MM-dd HH:mm:ss"#.into(),
         ),
+        // Its derived pay time would be in the year 10000 of GMT+8 (a panic once).
+        (
+            json!({"created": "9999-12-31 23:59:59"}),
+            r#"created "9999-12-31 23:59:59" is past the year 9998"#.into(),
+        ),
+        (
+            json!({"status": "TRADE_FINISHED", "created": "2024-01-01 00:00:00",
+                "ended": "9999-01-01 00:00:00"}),
+            r#"ended "9999-01-01 00:00:00" is past the year 9998"#.into(),
+        ),
         (
             json!({"created": "2024-01-02 00:00:00", "paid": "2024-01-01 00:00:00"}),
             "paid 2024-01-01 00:00:00 is before created 2024-01-02 00:00:00".into(),
@@ -871,5 +881,31 @@ async fn each_admin_refusal_answers_the_status_and_body_the_readme_gives() {
             .body(user),
     ] {
         assert_eq!(send_raw(request).await, (404, None, String::new()));
+    }
+}
+
+/// A trade dated ahead of the clock moves at its own latest time rather than back in time: the
+/// table's checks (times never decrease) once refused the transition with the database's own
+/// text as a 409, different on each backend.
+#[tokio::test]
+async fn a_trade_dated_ahead_of_the_clock_moves_without_going_back_in_time() {
+    let app = spawn_app().await;
+    let tid = 7_400;
+    let created = "2090-01-01 00:00:00";
+    let body = with(
+        trade(tid),
+        json!({"status": "WAIT_BUYER_PAY", "created": created}),
+    );
+    let (status, answer) = app.admin(Method::POST, "/admin/trades", Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+    for event in ["pay", "consign", "confirm"] {
+        let path = format!("/admin/trades/{tid}/{event}");
+        let (status, answer) = app.admin(Method::POST, &path, None).await;
+        assert_eq!(status, 200, "{event}: {answer}");
+    }
+    let (_, t) = get(&app, &format!("/admin/trades/{tid}")).await;
+    assert_eq!(t["status"], "TRADE_FINISHED", "{t}");
+    for time in ["created", "paid", "consigned", "ended"] {
+        assert_eq!(t[time], created, "{time}: {t}");
     }
 }

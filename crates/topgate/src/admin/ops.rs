@@ -737,13 +737,23 @@ pub fn text_with_nul(value: &Json, at: String) -> Option<String> {
     }
 }
 
+/// The last year an operator may give: the times derived from a given one (a pay time a minute
+/// after creation, …) must still have a wall clock within year 9999, which is as far as
+/// `yyyy-MM-dd HH:mm:ss` goes.
+const LAST_YEAR: i32 = 9998;
+
 fn wall_ms(field: &str, value: &Option<String>, default: i64) -> Result<i64, AdminError> {
-    match value {
-        None => Ok(default),
-        Some(text) => timestamp::parse_wall_clock(text)
-            .map(millis)
-            .ok_or_else(|| invalid(format!("{field} {text:?} is not yyyy-MM-dd HH:mm:ss"))),
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    let instant = timestamp::parse_wall_clock(text)
+        .ok_or_else(|| invalid(format!("{field} {text:?} is not yyyy-MM-dd HH:mm:ss")))?;
+    if instant.year() > LAST_YEAR {
+        return Err(invalid(format!(
+            "{field} {text:?} is past the year {LAST_YEAR}"
+        )));
     }
+    Ok(millis(instant))
 }
 
 /// A trade line's amounts, in fen.
