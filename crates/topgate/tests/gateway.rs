@@ -1763,6 +1763,36 @@ async fn other_http_methods_on_the_router_paths_are_code_9() {
     }
 }
 
+/// A chunked body whose framing is broken is HTTP 400 (on the router and the admin paths), one
+/// that breaks off 408 as before; either way the connection is closed.
+#[tokio::test]
+async fn a_malformed_chunked_body_is_400_and_a_broken_off_one_408() {
+    let app = spawn_app().await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let head = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+             Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+    };
+    for path in ["/router/rest", "/router/batch", "/admin/users"] {
+        for (body, status) in [("zz\r\nab\r\n", "400"), ("10\r\nab", "408")] {
+            let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            stream
+                .write_all(format!("{}{body}", head(path)).as_bytes())
+                .await
+                .unwrap();
+            stream.shutdown().await.unwrap();
+            let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+            let answer = String::from_utf8(answer).unwrap();
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status} ")),
+                "{path} {body:?}: {answer}"
+            );
+        }
+    }
+}
+
 /// A client that sends its whole request and then shuts its side of the connection (`nc -N`,
 /// some proxies) gets its answer: the server once closed such a connection without one, after
 /// a pay notice's order could already be committed.

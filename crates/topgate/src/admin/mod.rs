@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use crate::clock::millis;
-use crate::gateway::{read_body, read_timeout, unfinished_body, AppState, BodyError};
+use crate::gateway::{read_body, read_timeout, unread_body, AppState, BodyError};
 use crate::store::StoreError;
 use ops::AdminError;
 
@@ -80,7 +80,7 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
     let limit = state.settings.body_limit_bytes;
     let body = match read_body(body, limit, read_timeout(&state)).await {
         Ok(bytes) => Body::from(bytes),
-        Err(BodyError::Unfinished) => return unfinished_body(None),
+        Err(why @ (BodyError::Unfinished | BodyError::Malformed)) => return unread_body(why, None),
         Err(BodyError::TooLarge(_)) => {
             let error = json!({"error": format!("the body is over {limit} bytes")});
             return (StatusCode::PAYLOAD_TOO_LARGE, Json(error)).into_response();

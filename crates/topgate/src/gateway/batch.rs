@@ -43,7 +43,7 @@ use top_protocol::{Format, Object, ParamSet, TopError};
 
 use super::{
     answer, authenticate, error_format, load_app, method_label, metrics, new_request_id, permitted,
-    read_body, read_timeout, registered, render, run_call, unfinished_body, AppState, BodyError,
+    read_body, read_timeout, registered, render, run_call, unread_body, AppState, BodyError,
     CallLog, CALL_LOG, REQUEST_ID_LEN,
 };
 use crate::apps::AppRecord;
@@ -95,7 +95,9 @@ pub async fn serve_batch(State(state): State<Arc<AppState>>, request: Request) -
     let limit = state.settings.body_limit_bytes;
     let bytes = match read_body(body, limit, read_timeout(&state)).await {
         Ok(bytes) => bytes,
-        Err(BodyError::Unfinished) => return unfinished_body(Some(&request_id)),
+        Err(why @ (BodyError::Unfinished | BodyError::Malformed)) => {
+            return unread_body(why, Some(&request_id))
+        }
         Err(BodyError::TooLarge(_)) => return refuse(TopError::body_too_large(limit)),
     };
     let Ok(text) = std::str::from_utf8(&bytes) else {

@@ -177,7 +177,9 @@ async fn serve_rest(State(state): State<Arc<AppState>>, request: Request) -> Res
     let limit = state.settings.body_limit_bytes;
     let bytes = match read_body(body, limit, read_timeout(&state)).await {
         Ok(bytes) => bytes,
-        Err(BodyError::Unfinished) => return unfinished_body(Some(&request_id)),
+        Err(why @ (BodyError::Unfinished | BodyError::Malformed)) => {
+            return unread_body(why, Some(&request_id))
+        }
         Err(BodyError::TooLarge(prefix)) => {
             let format = error_format(uri.query(), content_type(&headers), &prefix);
             tracing::info!(request_id = %request_id, code = 43, "request body over the limit");
@@ -324,6 +326,8 @@ pub(crate) enum BodyError {
     TooLarge(Vec<u8>),
     /// The client stopped sending it, broke it off, or sent it slower than the read timeout.
     Unfinished,
+    /// Its framing is broken (a chunk size that is no hexadecimal number, …): HTTP 400.
+    Malformed,
 }
 
 pub(crate) fn read_timeout(state: &AppState) -> std::time::Duration {
@@ -346,8 +350,10 @@ async fn read_body_within(body: Body, limit: usize) -> Result<axum::body::Bytes,
     let mut body = body;
     let mut buf = Vec::new();
     while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            return Err(BodyError::Unfinished);
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) if is_malformed(&e) => return Err(BodyError::Malformed),
+            Err(_) => return Err(BodyError::Unfinished),
         };
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
@@ -363,15 +369,42 @@ async fn read_body_within(body: Body, limit: usize) -> Result<axum::body::Bytes,
     Ok(buf.into())
 }
 
-/// The answer to a request whose body never came whole: no TOP answer, as no call was read,
-/// but HTTP 408, after which the connection is closed (its unread rest cannot be skipped).
-pub(crate) fn unfinished_body(request_id: Option<&str>) -> Response {
-    tracing::info!(
-        request_id = request_id.unwrap_or(""),
-        "request body not received in time or broken off"
-    );
+/// Whether hyper gave up on a body because the client framed it wrongly, rather than because
+/// it ended early: hyper reports both as a body error whose cause is an I/O error, of kind
+/// `InvalidData`/`InvalidInput` for bad framing and `UnexpectedEof` for an early end.
+fn is_malformed(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+            );
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// The answer to a request whose body was not read whole: no TOP answer, as no call was read,
+/// but HTTP 408 when it did not come in time or broke off, and 400 when its framing is broken;
+/// then the connection is closed (its unread rest cannot be skipped).
+pub(crate) fn unread_body(why: BodyError, request_id: Option<&str>) -> Response {
+    let status = if matches!(why, BodyError::Malformed) {
+        tracing::info!(
+            request_id = request_id.unwrap_or(""),
+            "request body malformed"
+        );
+        axum::http::StatusCode::BAD_REQUEST
+    } else {
+        tracing::info!(
+            request_id = request_id.unwrap_or(""),
+            "request body not received in time or broken off"
+        );
+        axum::http::StatusCode::REQUEST_TIMEOUT
+    };
     let mut response = Response::new(Body::empty());
-    *response.status_mut() = axum::http::StatusCode::REQUEST_TIMEOUT;
+    *response.status_mut() = status;
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
