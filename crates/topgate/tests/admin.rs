@@ -790,7 +790,7 @@ async fn send_raw(request: reqwest::RequestBuilder) -> (u16, Option<String>, Str
 }
 
 /// Every refusal status the README's admin section names, with the body it says: 401 before
-/// anything else, 404 for an unknown record or listing (JSON) and an unknown path (empty),
+/// anything else, 404 for an unknown record, listing or path,
 /// 405 with `Allow`, 413 over `body_limit_bytes`, 415 for a create whose body is not declared
 /// JSON (`curl -d` without `-H`), and an empty 404 everywhere when no `admin_token` is set.
 #[tokio::test]
@@ -814,6 +814,8 @@ async fn each_admin_refusal_answers_the_status_and_body_the_readme_gives() {
         app.http
             .get(url("/admin/apps"))
             .basic_auth("admin", Some(common::ADMIN_TOKEN)),
+        // A path the API does not have is behind the token too.
+        app.http.get(url("/admin/no/such/path")),
         // Before the body is looked at, even one over the limit.
         app.http
             .post(url("/admin/users"))
@@ -831,7 +833,10 @@ async fn each_admin_refusal_answers_the_status_and_body_the_readme_gives() {
         ),
         ("/admin/sinks/999", error("not found: sink 999")),
         ("/admin/users", error("not found: no listing of users")),
-        ("/admin/no/such/path", String::new()),
+        (
+            "/admin/no/such/path",
+            error("not found: no admin path /admin/no/such/path"),
+        ),
     ] {
         let got = send_raw(authorized(Method::GET, path)).await;
         assert_eq!(got, (404, None, body), "{path}");

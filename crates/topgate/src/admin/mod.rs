@@ -63,6 +63,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// A path under `/admin/` that the API does not have: behind the token like the rest, and a
+/// named error rather than an empty 404 (the server's fallback hands such paths here).
+pub fn no_such_path(state: &AppState, headers: &axum::http::HeaderMap, path: &str) -> Response {
+    if let Some(denied) = deny(state, headers) {
+        return denied;
+    }
+    let error = json!({"error": format!("not found: no admin path {path}")});
+    (StatusCode::NOT_FOUND, Json(error)).into_response()
+}
+
 /// Lets a request through to an admin route once it carries the token and its whole body.
 async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     if let Some(denied) = deny(&state, request.headers()) {

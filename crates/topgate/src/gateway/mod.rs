@@ -125,7 +125,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::render))
         .with_state(Arc::clone(&state));
+    let fallback_state = Arc::clone(&state);
     api.merge(crate::admin::router(state))
+        .fallback(move |request: Request| {
+            let state = Arc::clone(&fallback_state);
+            async move { not_found(&state, &request) }
+        })
         // Only the size test of the default predicate: the others exclude content types
         // (images, gRPC, event streams) this server never sends, and cost string comparisons
         // on every answer, asked for gzip or not.
@@ -134,6 +139,18 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .gzip(true)
                 .compress_when(SizeAbove::new(DEFAULT_MIN_SIZE)),
         )
+}
+
+/// A path nothing serves: under `/admin/` the admin API's named 404 (behind its token), else an
+/// empty 404.
+fn not_found(state: &AppState, request: &Request) -> Response {
+    let path = request.uri().path();
+    if path.starts_with("/admin/") {
+        return crate::admin::no_such_path(state, request.headers(), path);
+    }
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = axum::http::StatusCode::NOT_FOUND;
+    response
 }
 
 /// The smallest answer worth compressing: tower-http's default predicate's threshold.
