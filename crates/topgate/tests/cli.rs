@@ -614,6 +614,11 @@ fn command_line_mistakes_name_the_option_they_concern() {
             "<--event <EVENT>|--dead|--from-event <FROM_EVENT>>",
         ),
         (&["events", "attempts"], "<--event <EVENT>|--sink <SINK>>"),
+        // An event's attempts are listed whole: a limit there would be ignored.
+        (
+            &["events", "attempts", "--event", "1", "--limit", "5"],
+            "'--event <EVENT>' cannot be used with '--limit <LIMIT>'",
+        ),
         (
             &["events", "redeliver", "1", "--dead", "--from-event", "3"],
             "'--dead' cannot be used with '--from-event <FROM_EVENT>'",

@@ -180,8 +180,8 @@ enum EventsCommand {
     // --event alone, as if --sink were no choice.
     #[command(group(ArgGroup::new("of").required(true).args(["event", "sink"])))]
     Attempts {
-        /// Attempts of this event, to every sink.
-        #[arg(long)]
+        /// Attempts of this event, to every sink (all of them: no --limit).
+        #[arg(long, conflicts_with = "limit")]
         event: Option<i64>,
         /// Attempts to this sink.
         #[arg(long)]
