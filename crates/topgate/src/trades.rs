@@ -35,46 +35,21 @@ impl TradeEvent {
         })
     }
 
-    /// The statuses this event may leave from, the status it reaches, the time column set, and
-    /// the latest time the trade already has in the statuses it leaves from (SQL).
-    fn edge(
-        self,
-    ) -> (
-        &'static [&'static str],
-        &'static str,
-        &'static str,
-        &'static str,
-    ) {
+    /// The statuses this event may leave from, the status it reaches, and the time column set.
+    fn edge(self) -> (&'static [&'static str], &'static str, &'static str) {
         match self {
-            Self::Pay => (
-                &["WAIT_BUYER_PAY"],
-                "WAIT_SELLER_SEND_GOODS",
-                "pay_time",
-                "created_at",
-            ),
-            Self::Cancel => (
-                &["WAIT_BUYER_PAY"],
-                "TRADE_CLOSED_BY_TAOBAO",
-                "end_time",
-                "created_at",
-            ),
+            Self::Pay => (&["WAIT_BUYER_PAY"], "WAIT_SELLER_SEND_GOODS", "pay_time"),
+            Self::Cancel => (&["WAIT_BUYER_PAY"], "TRADE_CLOSED_BY_TAOBAO", "end_time"),
             Self::Consign => (
                 &["WAIT_SELLER_SEND_GOODS"],
                 "WAIT_BUYER_CONFIRM_GOODS",
                 "consign_time",
-                "pay_time",
             ),
-            Self::Confirm => (
-                &["WAIT_BUYER_CONFIRM_GOODS"],
-                "TRADE_FINISHED",
-                "end_time",
-                "consign_time",
-            ),
+            Self::Confirm => (&["WAIT_BUYER_CONFIRM_GOODS"], "TRADE_FINISHED", "end_time"),
             Self::Refund => (
                 &["WAIT_SELLER_SEND_GOODS", "WAIT_BUYER_CONFIRM_GOODS"],
                 "TRADE_CLOSED",
                 "end_time",
-                "COALESCE(consign_time, pay_time)",
             ),
         }
     }
@@ -138,6 +113,10 @@ pub fn load(tx: &mut dyn Tx, tid: i64) -> Result<Option<Trade>, StoreError> {
         }))
 }
 
+/// The latest time an unfinished trade has: the CHECKs keep created ≤ pay ≤ consign, and only
+/// a final trade has an end time.
+const LATEST_TIME: &str = "COALESCE(consign_time, pay_time, created_at)";
+
 /// Applies `event` to trade `tid`; `Ok(false)` when its current status does not allow it.
 pub fn apply(
     tx: &mut dyn Tx,
@@ -145,10 +124,10 @@ pub fn apply(
     event: TradeEvent,
     now_ms: i64,
 ) -> Result<bool, StoreError> {
-    let (from, to, time_column, latest) = event.edge();
+    let (from, to, time_column) = event.edge();
     let placeholders = vec!["?"; from.len()].join(", ");
     let sql = format!(
-        "UPDATE trades SET status = ?, {time_column} = CASE WHEN {latest} > ? THEN {latest} ELSE ? END \
+        "UPDATE trades SET status = ?, {time_column} = CASE WHEN {LATEST_TIME} > ? THEN {LATEST_TIME} ELSE ? END \
          WHERE tid = ? AND status IN ({placeholders})"
     );
     let mut values = vec![

@@ -471,24 +471,21 @@ pub(crate) fn print_out(text: &str) {
 /// from `TOPGATE_DATABASE_URL`).
 async fn run(cli: Cli, database_url_given: bool) -> anyhow::Result<ExitCode> {
     let mut settings = Settings::load(cli.config.as_deref())?;
-    if cli.sandbox {
+    let configured = settings.database_url.take();
+    if cli.sandbox && !database_url_given {
         // The sandbox's well-known apps (`test`/`test`, bound to every role) must not land in
         // the database an operator configured for real traffic, as they would with
         // `TOPGATE_DATABASE_URL` exported in the shell: only the command line names the
         // sandbox's database.
-        let configured = settings.database_url.take();
-        if configured.is_some() && !database_url_given {
+        if configured.is_some() {
             eprintln!(
                 "note: --sandbox uses {}, not the database_url set by TOPGATE_DATABASE_URL or \
                  the settings file (pass --database-url to choose the sandbox's database)",
                 crate::config::DEFAULT_SANDBOX_DATABASE_URL
             );
         }
-        if database_url_given {
-            settings.database_url = cli.database_url.clone();
-        }
-    } else if let Some(url) = cli.database_url.clone() {
-        settings.database_url = Some(url);
+    } else {
+        settings.database_url = cli.database_url.clone().or(configured);
     }
     let open_store = || Store::open(&settings.database_url(cli.sandbox));
     let now_ms = millis(Clock::system().now());

@@ -31,7 +31,7 @@
 //! occurs in one, and JSON escapes CR anyway.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -42,9 +42,9 @@ use top_protocol::envelope::write_error;
 use top_protocol::{Format, Object, ParamSet, TopError};
 
 use super::{
-    answer, authenticate, error_format, load_app, method_label, metrics, new_request_id, permitted,
-    read_body, read_timeout, registered, render, run_call, unread_body, AppState, BodyError,
-    CallLog, CALL_LOG, REQUEST_ID_LEN,
+    action_not_allowed, answer, authenticate, load_app, method_label, metrics, new_request_id,
+    permitted, read_body, read_timeout, registered, render, run_call, unread_body, AppState,
+    BodyError, CallLog, CALL_LOG, REQUEST_ID_LEN,
 };
 use crate::apps::AppRecord;
 
@@ -71,10 +71,10 @@ pub const MAX_CALLS: usize = 50;
 /// A batch sent by GET has no body for its calls: code 9, `Http action not allowed` (in HTTP
 /// 200, as every TOP answer).
 pub async fn refuse_get(uri: Uri) -> Response {
-    let format = error_format(uri.query(), None, &[]);
-    let error = TopError::new(9).with_sub_msg("a batch is sent by POST, its calls in the body");
-    metrics::record("unknown", error.code, Duration::ZERO);
-    render(write_error(&error, &new_request_id(), format), format)
+    action_not_allowed(
+        &uri,
+        "a batch is sent by POST, its calls in the body".into(),
+    )
 }
 
 pub async fn serve_batch(State(state): State<Arc<AppState>>, request: Request) -> Response {

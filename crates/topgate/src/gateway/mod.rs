@@ -160,8 +160,13 @@ const DEFAULT_MIN_SIZE: u16 = 32;
 /// in the format the query names and in HTTP 200 like every TOP answer, rather than an empty
 /// HTTP 405 that no TOP client can read.
 async fn refuse_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    action_not_allowed(&uri, format!("{method} is not taken: send POST or GET"))
+}
+
+/// Code 9, `Http action not allowed`, saying `why`, in the format the query names.
+fn action_not_allowed(uri: &axum::http::Uri, why: String) -> Response {
     let format = error_format(uri.query(), None, &[]);
-    let error = TopError::new(9).with_sub_msg(format!("{method} is not taken: send POST or GET"));
+    let error = TopError::new(9).with_sub_msg(why);
     metrics::record("unknown", error.code, std::time::Duration::ZERO);
     render(write_error(&error, &new_request_id(), format), format)
 }
@@ -407,19 +412,15 @@ fn is_malformed(error: &axum::Error) -> bool {
 /// but HTTP 408 when it did not come in time or broke off, and 400 when its framing is broken;
 /// then the connection is closed (its unread rest cannot be skipped).
 pub(crate) fn unread_body(why: BodyError, request_id: Option<&str>) -> Response {
-    let status = if matches!(why, BodyError::Malformed) {
-        tracing::info!(
-            request_id = request_id.unwrap_or(""),
-            "request body malformed"
-        );
-        axum::http::StatusCode::BAD_REQUEST
+    let (status, what) = if matches!(why, BodyError::Malformed) {
+        (axum::http::StatusCode::BAD_REQUEST, "malformed")
     } else {
-        tracing::info!(
-            request_id = request_id.unwrap_or(""),
-            "request body not received in time or broken off"
-        );
-        axum::http::StatusCode::REQUEST_TIMEOUT
+        (
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "not received in time or broken off",
+        )
     };
+    tracing::info!(request_id = request_id.unwrap_or(""), "request body {what}");
     let mut response = Response::new(Body::empty());
     *response.status_mut() = status;
     response

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use rusqlite::types::{ToSqlOutput, Value as Sqlite, ValueRef};
-use rusqlite::{Connection, OpenFlags, PrepFlags, Statement, ToSql};
+use rusqlite::{Connection, OpenFlags, PrepFlags, Statement, ToSql, TransactionBehavior};
 
 use super::{Backend, ReadJob, Row, SqlArg, SqlValue, StoreError, Tx, WriteJob};
 
@@ -268,34 +268,24 @@ fn apply_migrations(conn: &Connection, migrations: &[(i64, &str)]) -> Result<(),
     )
     .map_err(map_err)?;
     for (version, sql) in migrations {
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
-        let applied = apply_migration_locked(conn, *version, sql);
-        let end = if applied.is_ok() {
-            "COMMIT"
-        } else {
-            "ROLLBACK"
-        };
-        let ended = conn.execute_batch(end).map_err(map_err);
-        applied.and(ended)?;
-    }
-    Ok(())
-}
-
-/// Applies one migration unless it was applied already; runs within `BEGIN IMMEDIATE`.
-fn apply_migration_locked(conn: &Connection, version: i64, sql: &str) -> Result<(), StoreError> {
-    let done = conn
-        .query_row(
-            "SELECT COUNT(*) FROM schema_migrations WHERE version = ?1",
-            [version],
-            |r| r.get::<_, i64>(0),
-        )
-        .map_err(map_err)?
-        > 0;
-    if !done {
-        conn.execute_batch(&format!(
-            "{sql}; INSERT INTO schema_migrations VALUES ({version}, strftime('%s','now'));"
-        ))
-        .map_err(map_err)?;
+        // Rolled back when dropped without a commit (a failed migration).
+        let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let done = tx
+            .query_row(
+                "SELECT COUNT(*) FROM schema_migrations WHERE version = ?1",
+                [version],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(map_err)?
+            > 0;
+        if !done {
+            tx.execute_batch(&format!(
+                "{sql}; INSERT INTO schema_migrations VALUES ({version}, strftime('%s','now'));"
+            ))
+            .map_err(map_err)?;
+        }
+        tx.commit().map_err(map_err)?;
     }
     Ok(())
 }
