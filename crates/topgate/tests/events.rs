@@ -64,6 +64,7 @@ fn fast(s: &mut Settings) {
 struct Hit {
     id: i64,
     header_id: String,
+    instance: String,
     timestamp: String,
     signature: String,
     body: String,
@@ -170,6 +171,7 @@ async fn receive(
     state.hits.lock().unwrap().push(Hit {
         id,
         header_id: header("x-topgate-event-id"),
+        instance: header("x-topgate-database-instance"),
         timestamp: header("x-topgate-timestamp"),
         signature: header("x-topgate-signature"),
         body,
@@ -370,6 +372,12 @@ async fn webhook_gets_every_event_after_retries_signed_and_in_order() {
     .await;
 
     let hits = receiver.hits();
+    let instance = admin_ok(&app, Method::GET, &format!("/admin/sinks/{sink}"), None).await
+        ["database_instance"]
+        .as_str()
+        .expect("a webhook sink shows the database instance")
+        .to_string();
+    assert_eq!(instance.len(), 16, "{instance}");
     for id in &ids {
         let mine: Vec<&Hit> = hits.iter().filter(|h| h.id == *id).collect();
         // Two refusals, then the acknowledgement.
@@ -380,6 +388,7 @@ async fn webhook_gets_every_event_after_retries_signed_and_in_order() {
         );
         for h in &mine {
             assert_eq!(h.header_id, id.to_string());
+            assert_eq!(h.instance, instance);
             assert!(signature_valid(secret, h), "bad signature on {h:?}");
             assert!(!signature_valid("some other secret", h));
             let body: Value = serde_json::from_str(&h.body).unwrap();

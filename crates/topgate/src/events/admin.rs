@@ -264,13 +264,13 @@ fn sink_json(tx: &mut dyn Tx, r: &Row) -> Result<Value, StoreError> {
             let config: NatsConfig = serde_json::from_str(&r.str(4)).unwrap_or_default();
             obj.insert("stream".into(), json!(config.stream));
             obj.insert("subject_prefix".into(), json!(config.subject_prefix));
-            // The first part of each message id: what tells this database's events from those
-            // of another one publishing into the same stream.
-            obj.insert(
-                "database_instance".into(),
-                json!(super::database_instance(tx)?),
-            );
         }
+        // What tells this database's events from those of another one delivering to the same
+        // receiver or stream: the first part of each NATS message id, a webhook header.
+        obj.insert(
+            "database_instance".into(),
+            json!(super::database_instance(tx)?),
+        );
     }
     Ok(sink)
 }

@@ -103,7 +103,7 @@ struct Shared {
     settings: EventSettings,
     /// This process's lease owner name.
     node: String,
-    /// The database's identity, part of every NATS message id.
+    /// The database's identity: part of every NATS message id, and a webhook header.
     instance: Arc<str>,
     http: reqwest::Client,
 }
@@ -439,7 +439,10 @@ async fn work(
                         Ok(a) => a,
                         Err(_) => Attempt::failed(None, "timeout".into()),
                     },
-                    None => super::webhook::deliver(&shared.http, &url, &secret, &event).await,
+                    None => {
+                        super::webhook::deliver(&shared.http, &url, &secret, &shared.instance, &event)
+                            .await
+                    }
                 };
                 let took = i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
                 if !attempt.acknowledged() {

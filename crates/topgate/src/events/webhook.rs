@@ -15,6 +15,9 @@ pub const HEADER_EVENT_ID: &str = "X-Topgate-Event-Id";
 pub const HEADER_TIMESTAMP: &str = "X-Topgate-Timestamp";
 pub const HEADER_SIGNATURE: &str = "X-Topgate-Signature";
 pub const HEADER_EVENT_TYPE: &str = "X-Topgate-Event-Type";
+/// The database's identity ([`super::database_instance`]): event ids are unique only within
+/// one database, so a receiver of several deployments keys its de-duplication on both.
+pub const HEADER_DATABASE_INSTANCE: &str = "X-Topgate-Database-Instance";
 
 /// The body every sink receives: `{"id","type","entity","payload","created_at"}`.
 pub fn body(event: &EventRecord) -> String {
@@ -52,11 +55,12 @@ pub fn client(timeout: Duration) -> reqwest::Client {
         .unwrap_or_default()
 }
 
-/// POSTs `event` to `url`; a 2xx answer is an acknowledgement.
+/// POSTs `event` of the database `instance` to `url`; a 2xx answer is an acknowledgement.
 pub async fn deliver(
     client: &reqwest::Client,
     url: &str,
     secret: &str,
+    instance: &str,
     event: &EventRecord,
 ) -> Attempt {
     let body = body(event);
@@ -66,6 +70,7 @@ pub async fn deliver(
         .header("content-type", "application/json")
         .header(HEADER_EVENT_ID, event.id.to_string())
         .header(HEADER_EVENT_TYPE, event.event_type.as_str())
+        .header(HEADER_DATABASE_INSTANCE, instance)
         .header(HEADER_TIMESTAMP, timestamp.to_string())
         .header(HEADER_SIGNATURE, signature(secret, timestamp, &body))
         .body(body)
