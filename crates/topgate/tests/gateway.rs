@@ -966,6 +966,47 @@ async fn a_flood_past_the_per_method_limit_is_7() {
     assert_passed_gateway(&app.send(&other).await);
 }
 
+/// A limit of N allows at most N calls in any clock second, however they are spread over it:
+/// calls every 20 ms through most of one second get N successes, not a refilled budget.
+#[tokio::test]
+async fn the_limit_counts_calls_per_clock_second() {
+    let app = spawn_app().await;
+    create_app(
+        &app,
+        json!({"app_key": "metered3", "secret": "metered3-secret", "calls_per_second": 3,
+               "methods": [TIME_GET]}),
+    )
+    .await;
+    let req = Req::new(TIME_GET).app("metered3", "metered3-secret");
+    let epoch_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    };
+    // Starts just after a second begins, so that the calls below fall within one.
+    tokio::time::sleep(Duration::from_millis(1050 - (epoch_ms() % 1000) as u64)).await;
+    let second = epoch_ms() / 1000;
+    let (mut ok, mut limited) = (0, 0);
+    while epoch_ms() % 1000 < 850 && epoch_ms() / 1000 == second {
+        let sent = epoch_ms() / 1000;
+        let v = app.send_json(&req).await;
+        if sent != second || epoch_ms() / 1000 != second {
+            break;
+        }
+        match v.get("error_response") {
+            Some(e) => {
+                assert_eq!(e["code"], 7, "{e}");
+                limited += 1;
+            }
+            None => ok += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ok, 3, "{limited} limited");
+    assert!(limited >= 10, "{limited} limited");
+}
+
 #[tokio::test]
 async fn sandbox_apps_are_never_limited() {
     let app = spawn_app().await;

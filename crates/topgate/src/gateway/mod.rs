@@ -607,7 +607,12 @@ async fn run_call(
             .await
             .map_err(internal)?
         } else {
-            state.limits.check(&app.app_key, spec.name, per_second)
+            state.limits.check(
+                &app.app_key,
+                spec.name,
+                per_second,
+                crate::clock::millis(now),
+            )
         };
         verdict.map_err(TopError::app_call_limited)?;
     }
