@@ -79,10 +79,12 @@ impl Settings {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        let settings = figment
-            .merge(Env::prefixed("TOPGATE_"))
-            .extract()
-            .map_err(Box::new)?;
+        let env = Env::prefixed("TOPGATE_");
+        figment = figment.merge(env.clone().ignore(TEXT_SETTINGS));
+        for (key, value) in env.only(TEXT_SETTINGS).iter() {
+            figment = figment.merge(Serialized::default(key.as_str(), value));
+        }
+        let settings = figment.extract().map_err(hide_secret_values)?;
         if let Some(file) = file {
             reject_unknown_keys(file)?;
         }
@@ -98,6 +100,30 @@ impl Settings {
             }
         })
     }
+}
+
+/// Settings that are text whatever they look like. figment's `Env` reads `123456` as a number
+/// and `true` as a boolean, and a token or key of that shape then failed every command, with
+/// the value in the message; these variables are taken as the text they hold.
+const TEXT_SETTINGS: &[&str] = &["listen", "database_url", "admin_token", "open_id_key"];
+
+/// Settings whose values are never shown, not even in an error about their type.
+const SECRET_SETTINGS: &[&str] = &["admin_token", "open_id_key"];
+
+/// `error` as it is, unless it is about a secret setting: then one that names the setting
+/// without its value (figment's type errors quote the value found).
+fn hide_secret_values(error: figment::Error) -> Box<figment::Error> {
+    let secret = error.clone().into_iter().find_map(|e| {
+        SECRET_SETTINGS
+            .iter()
+            .find(|key| e.path.first().is_some_and(|p| p.eq_ignore_ascii_case(key)))
+    });
+    Box::new(match secret {
+        Some(key) => figment::Error::from(format!(
+            "the setting `{key}` must be text (in a settings file, a quoted string); its value is not shown"
+        )),
+        None => error,
+    })
 }
 
 /// A misspelt key in the file would otherwise leave its setting at the default without a word.

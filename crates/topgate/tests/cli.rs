@@ -1189,3 +1189,59 @@ fn sign_explain_checks_every_vector_with_the_requests_own_sign_method() {
         );
     }
 }
+
+/// Text settings stay text whatever they look like: a numeric admin token and an `open_id_key`
+/// of `true` from the environment work (they were read as a number and a boolean, which failed
+/// every command and printed the token); a settings file's token of the wrong type is refused
+/// without its value.
+#[test]
+fn text_settings_from_the_environment_are_text_whatever_they_look_like() {
+    use std::io::{Read, Write};
+    let s = Scratch::new();
+    let token = "73915502846";
+    let out = s
+        .command()
+        .env("TOPGATE_ADMIN_TOKEN", token)
+        .env("TOPGATE_OPEN_ID_KEY", "true")
+        .args(["app", "list"])
+        .output()
+        .expect("topgate runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let served = Served::spawn(
+        s.command()
+            .env("TOPGATE_ADMIN_TOKEN", token)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stderr(Stdio::null()),
+    );
+    let url = url_in(&served.read_until("topgate listening on")[0]);
+    let address = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(&address).expect("connects");
+    write!(
+        stream,
+        "GET /admin/apps HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    served.terminate();
+
+    std::fs::write(
+        s.path().join("topgate.toml"),
+        format!("admin_token = {token}\n"),
+    )
+    .unwrap();
+    let stderr = failed_saying(&s.run(&["app", "list"]));
+    assert!(stderr.contains("`admin_token` must be text"), "{stderr}");
+    assert!(!stderr.contains(token), "{stderr}");
+}
