@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::admin::ops::{self, AdminError};
 use crate::apps;
-use crate::store::Tx;
+use crate::store::{StoreError, Tx};
 
 pub const APP_KEY: &str = "test";
 pub const SECRET: &str = "test";
@@ -19,6 +19,34 @@ pub const OTHER_APP_KEY: &str = "other";
 pub const OTHER_SECRET: &str = "other";
 pub const OTHER_SESSION: &str = "other-session";
 pub const SELLER_ID: i64 = 2000;
+
+/// How a seeded app stands now, for the start-up banner.
+pub enum SeededApp {
+    /// As seeded: its secret is the public sandbox one.
+    AsSeeded,
+    /// Its secret was rotated since the seed; the banner does not show the new one.
+    Rotated,
+    Disabled,
+}
+
+impl SeededApp {
+    pub fn of(tx: &mut dyn Tx, app_key: &str, seeded_secret: &str) -> Result<Self, StoreError> {
+        Ok(match apps::load_app(tx, app_key)? {
+            Some(app) if !app.enabled => Self::Disabled,
+            Some(app) if app.secret == seeded_secret => Self::AsSeeded,
+            _ => Self::Rotated,
+        })
+    }
+
+    /// `secret: …` of the banner.
+    pub fn describe_secret(&self, seeded_secret: &str) -> String {
+        match self {
+            Self::AsSeeded => format!("secret: {seeded_secret}"),
+            Self::Rotated => "secret: rotated since the seed (not shown)".into(),
+            Self::Disabled => format!("secret: {seeded_secret} (the app is disabled)"),
+        }
+    }
+}
 
 /// Seeds the sandbox; returns whether anything was written.
 pub fn seed(tx: &mut dyn Tx, now_ms: i64) -> Result<bool, AdminError> {

@@ -884,6 +884,43 @@ fn serve_sandbox_prints_its_address_and_a_working_one_liner() {
         .collect();
     assert_eq!(keys, ["other", "test"], "seeded once: {apps}");
     assert!(!s.ok(&["app", "list"]).contains("\"secret\""));
+
+    // A secret rotated since the seed is neither shown nor claimed to be `test`: the one-liner
+    // takes it from the environment, and works with it there.
+    let rotated = s.json(&["--sandbox", "app", "rotate-secret", "test"]);
+    let secret = rotated["secret"].as_str().unwrap().to_string();
+    let served = Served::spawn(
+        s.command()
+            .args(["serve", "--sandbox", "--listen", "127.0.0.1:0"])
+            .stderr(Stdio::null()),
+    );
+    let lines = served.read_until("try it:");
+    let all = lines.join("\n");
+    assert!(!all.contains(&secret), "{all}");
+    assert!(
+        all.contains("app_key: test  secret: rotated since the seed (not shown)"),
+        "{all}"
+    );
+    assert!(all.contains("app_key: other  secret: other"), "{all}");
+    let shown = lines.last().unwrap().strip_prefix("try it: ").unwrap();
+    let command = shown
+        .strip_prefix("TOPGATE_APP_SECRET=<its secret> ")
+        .unwrap_or_else(|| panic!("the secret comes from the environment: {shown}"));
+    let mut words = command.split_whitespace().skip_while(|w| *w != "call");
+    let out = Command::new(BIN)
+        .arg(words.next().unwrap())
+        .args(words)
+        .current_dir(s.path())
+        .env("TOPGATE_LOG", "warn")
+        .env("TOPGATE_APP_SECRET", &secret)
+        .output()
+        .expect("the one-liner runs");
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    served.terminate();
 }
 
 #[test]

@@ -14,8 +14,9 @@ use crate::admin::ops;
 use crate::apps;
 use crate::clock::{millis, Clock};
 use crate::config::Settings;
+use crate::sandbox::{self, SeededApp};
 use crate::store::{Store, StoreError};
-use crate::{sandbox, Server};
+use crate::Server;
 
 #[derive(Parser)]
 #[command(
@@ -497,18 +498,35 @@ async fn run(cli: Cli, database_url_given: bool) -> anyhow::Result<ExitCode> {
             let server = Server::bind(settings, cli.sandbox, Clock::system()).await?;
             let url = format!("http://{}/router/rest", server.addr);
             let banner = if cli.sandbox {
+                // What the database holds now: a secret rotated since the seed is not the one
+                // to print (nor shown), and the one-liner then takes it from the environment.
+                let (app, other) = server
+                    .state
+                    .store
+                    .read(|tx| {
+                        Ok((
+                            SeededApp::of(tx, sandbox::APP_KEY, sandbox::SECRET)?,
+                            SeededApp::of(tx, sandbox::OTHER_APP_KEY, sandbox::OTHER_SECRET)?,
+                        ))
+                    })
+                    .await?;
+                let secret_from_env = if matches!(app, SeededApp::Rotated) {
+                    "TOPGATE_APP_SECRET=<its secret> "
+                } else {
+                    ""
+                };
                 format!(
                     "topgate sandbox listening on {url}\n\
                      database: {}\n\
-                     app_key: {}  secret: {}  session: {}\n\
-                     second app (owns nothing): app_key: {}  secret: {}\n\
-                     try it: {} call alibaba.alisports.lianbei.order.notice --url {url} --param biz_order_id=1000",
+                     app_key: {}  {}  session: {}\n\
+                     second app (owns nothing): app_key: {}  {}\n\
+                     try it: {secret_from_env}{} call alibaba.alisports.lianbei.order.notice --url {url} --param biz_order_id=1000",
                     server.state.store.describe(),
                     sandbox::APP_KEY,
-                    sandbox::SECRET,
+                    app.describe_secret(sandbox::SECRET),
                     sandbox::SESSION,
                     sandbox::OTHER_APP_KEY,
-                    sandbox::OTHER_SECRET,
+                    other.describe_secret(sandbox::OTHER_SECRET),
                     this_command(),
                 )
             } else {
