@@ -347,6 +347,29 @@ async fn junk_values_are_400_naming_the_field() {
             json!({"user_id": 60, "nick": "n", "mobil": "1"}),
             "unknown field `mobil`, expected one of `user_id`, `nick`, `mobile`, `is_seller`",
         ),
+        // A value of the wrong type: the field is named, the value never shown (it may be a
+        // secret given as a number).
+        (
+            "apps",
+            json!({"app_key": "x1", "secret": 12345678901_i64}),
+            "secret: invalid type: integer, expected a string",
+        ),
+        (
+            "apps",
+            json!({"app_key": "q", "calls_per_second": -1}),
+            "calls_per_second: invalid value: integer, expected u32",
+        ),
+        (
+            "sessions",
+            json!({"app_key": "test", "user_id": "2000"}),
+            "user_id: invalid type: string, expected i64",
+        ),
+        (
+            "trades",
+            json!({"tid": 7300, "kind": "GENERIC", "seller_id": 2000, "buyer_id": 888888,
+                   "lines": [{"oid": "7301", "item_id": 10000, "price": 1, "quantity": 1}]}),
+            "lines[0].oid: invalid type: string, expected i64",
+        ),
         (
             "items",
             json!({"item_id": -1, "seller_id": 2000, "title": "t", "price": 1}),

@@ -649,6 +649,36 @@ async fn dead_letters_after_the_last_try_and_redeliver_requeues() {
             .await;
         assert_eq!(status, 400);
     }
+    // A value of the wrong type is named by its field, never shown (it may be a secret).
+    let (status, answer) = app
+        .admin(
+            Method::POST,
+            "/admin/sinks",
+            Some(json!({"kind": "webhook", "url": "http://127.0.0.1:9/h", "secret": 1234567890123456789_i64})),
+        )
+        .await;
+    assert_eq!(
+        (status, answer),
+        (
+            400,
+            json!({"error": "invalid request: secret: invalid type: integer, expected a string at line 1 column 46"})
+        )
+    );
+    let (status, answer) = app
+        .admin(
+            Method::POST,
+            &format!("/admin/sinks/{sink}/redeliver"),
+            Some(json!({"event_id": "7"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("event_id: invalid type: string"),
+        "{answer}"
+    );
     let (status, _) = app
         .admin(
             Method::POST,

@@ -83,7 +83,23 @@ fn invalid(message: impl Into<String>) -> AdminError {
 }
 
 fn from_json<T: for<'de> Deserialize<'de>>(body: &Json) -> Result<T, AdminError> {
-    T::deserialize(body).map_err(|e| invalid(e.to_string()))
+    serde_path_to_error::deserialize(body).map_err(|e| invalid(describe_field_error(&e)))
+}
+
+/// A body's type error naming the field (`user_id: invalid type: string, expected i64`) and
+/// never the value found, which may be a secret given with the wrong type: serde's own text
+/// names neither the field nor hides the value (``invalid type: integer `12345678901` ``).
+/// Its other errors (an unknown or missing field) already name the field and show no value.
+pub fn describe_field_error<E: std::fmt::Display>(error: &serde_path_to_error::Error<E>) -> String {
+    let message = error.inner().to_string();
+    let Some((found, expected)) = message
+        .split_once(", expected ")
+        .filter(|(found, _)| found.starts_with("invalid "))
+    else {
+        return message;
+    };
+    let kind = found.split(['`', '"']).next().unwrap_or(found).trim_end();
+    format!("{}: {kind}, expected {expected}", error.path())
 }
 
 /// The longest session `create` makes: long enough for the sandbox's never-expiring sessions,

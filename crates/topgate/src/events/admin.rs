@@ -614,10 +614,22 @@ async fn http_list_sinks(State(state): State<Arc<AppState>>) -> Response {
     read(&state, list_sinks).await
 }
 
+/// A JSON body, or the reason for a 400 naming the field that does not fit (never its value).
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let mut json = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        if e.inner().is_syntax() || e.inner().is_eof() {
+            e.inner().to_string()
+        } else {
+            crate::admin::ops::describe_field_error(&e)
+        }
+    })
+}
+
 async fn http_create_sink(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    let new: NewSink = match serde_json::from_slice(&body) {
+    let new: NewSink = match parse_body(&body) {
         Ok(new) => new,
-        Err(e) => return invalid(e.to_string()).into_response(),
+        Err(reason) => return invalid(reason).into_response(),
     };
     write(&state, move |tx, now| create_sink(tx, &new, now)).await
 }
@@ -658,9 +670,9 @@ async fn http_redeliver(
     Path(id): Path<i64>,
     body: Bytes,
 ) -> Response {
-    let what: Redeliver = match serde_json::from_slice(&body) {
+    let what: Redeliver = match parse_body(&body) {
         Ok(w) => w,
-        Err(e) => return invalid(e.to_string()).into_response(),
+        Err(reason) => return invalid(reason).into_response(),
     };
     write(&state, move |tx, now| redeliver(tx, id, &what, now)).await
 }
