@@ -61,12 +61,21 @@ impl Server {
     }
 
     /// Serves until SIGINT or SIGTERM, with the event dispatcher in the background unless
-    /// `dispatcher = false` (it then stops gracefully after the server).
+    /// `dispatcher = false`. On the signal the dispatcher stops claiming work at once, while the
+    /// server lets calls in flight finish (which may take up to the read timeout); then the
+    /// dispatcher's own attempts in flight are recorded and its leases released.
     pub async fn run(self) -> std::io::Result<()> {
         let dispatcher = self.state.settings.dispatcher.then(|| {
             events::dispatch::spawn(self.state.store.clone(), self.state.settings.events.clone())
         });
-        let served = gateway::serve(self.listener, self.state).await;
+        let signalled = async {
+            gateway::shutdown_signal().await;
+            tracing::info!("shutting down");
+            if let Some(dispatcher) = &dispatcher {
+                dispatcher.stop();
+            }
+        };
+        let served = gateway::serve_until(self.listener, self.state, signalled).await;
         if let Some(dispatcher) = dispatcher {
             dispatcher.shutdown().await;
         }

@@ -1282,3 +1282,66 @@ fn text_settings_from_the_environment_are_text_whatever_they_look_like() {
     assert!(stderr.contains("`admin_token` must be text"), "{stderr}");
     assert!(!stderr.contains(token), "{stderr}");
 }
+
+/// On SIGTERM the event dispatcher stops claiming work at once, not only once the server has
+/// let its calls in flight finish: a client still sending its body keeps the server draining
+/// (up to the read timeout), and the dispatcher has stopped meanwhile (docs/events.md,
+/// "Shutdown").
+#[test]
+fn sigterm_stops_the_dispatcher_while_calls_in_flight_still_drain() {
+    use std::io::Write;
+    let s = Scratch::new();
+    let log = s.path().join("serve.log");
+    let served = Served::start_logging(&s, &["serve", "--listen", "127.0.0.1:0"], &log);
+    let url = url_in(&served.read_until("topgate listening on")[0]);
+    let address = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !read_log().contains("event dispatcher started") {
+        assert!(Instant::now() < deadline, "no dispatcher: {}", read_log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A call whose body never comes in whole.
+    let mut slow = std::net::TcpStream::connect(&address).expect("connects");
+    write!(
+        slow,
+        "POST /router/rest HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nmethod="
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = served.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !read_log().contains("event dispatcher stopped") {
+        assert!(
+            Instant::now() < deadline,
+            "the dispatcher still runs after SIGTERM: {}",
+            read_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut served = served;
+    assert!(
+        served.child.try_wait().unwrap().is_none(),
+        "the call in flight is still waited for"
+    );
+    drop(slow);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -84,9 +84,14 @@ pub struct DispatcherHandle {
 }
 
 impl DispatcherHandle {
+    /// Stops claiming work at once; [`Self::shutdown`] waits for what is in flight.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
     /// Stops claiming work, lets deliveries in flight finish and be recorded, releases leases.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.stop();
         let _ = self.task.await;
     }
 }

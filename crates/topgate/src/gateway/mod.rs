@@ -656,14 +656,14 @@ async fn run_call(
     Ok((spec.name, body))
 }
 
-/// Serves until SIGINT or SIGTERM, then lets in-flight calls finish.
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+/// Serves until `stop` resolves, then lets in-flight calls finish.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
     let read_timeout = read_timeout(&state);
-    listen::serve_until(listener, router(state), read_timeout, async {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-    })
-    .await
+    listen::serve_until(listener, router(state), read_timeout, stop).await
 }
 
 /// Resolves on SIGINT or SIGTERM.
