@@ -347,6 +347,22 @@ async fn junk_values_are_400_naming_the_field() {
             json!({"user_id": 60, "nick": "n", "mobil": "1"}),
             "unknown field `mobil`, expected one of `user_id`, `nick`, `mobile`, `is_seller`",
         ),
+        // Longer than any key or name of the model, and than PostgreSQL indexes hold.
+        (
+            "apps",
+            json!({"app_key": "k".repeat(2001)}),
+            "app_key must be at most 2000 bytes, not 2001",
+        ),
+        (
+            "biz-types",
+            json!({"code": "c".repeat(9000), "name": "n"}),
+            "code must be at most 2000 bytes, not 9000",
+        ),
+        (
+            "users",
+            json!({"user_id": 61, "nick": "n", "mobile": "1".repeat(3000)}),
+            "mobile must be at most 2000 bytes, not 3000",
+        ),
         // A value of the wrong type: the field is named, the value never shown (it may be a
         // secret given as a number).
         (

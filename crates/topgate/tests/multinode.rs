@@ -305,3 +305,49 @@ async fn a_per_method_limit_holds_across_nodes() {
     assert!((1..=6).contains(&served), "served {served}");
     assert_eq!(served + limited, 40);
 }
+
+/// Two nodes creating the same key at once: one wins, and every other answer is the documented
+/// 409 naming the key. A node that lost the race between its check and its insert reruns the
+/// operation, whose check then sees the winner (it answered PostgreSQL's own words before:
+/// `duplicate key value violates unique constraint "users_pkey"`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_racing_to_create_one_key_answer_the_documented_conflict() {
+    let db = fresh_database().await;
+    let on_db = |db: String| move |s: &mut topgate::config::Settings| s.database_url = Some(db);
+    let a = spawn_app_with(on_db(db.clone())).await;
+    let b = spawn_app_with(on_db(db.clone())).await;
+    for round in 0..5 {
+        let user_id = 770_000 + round;
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let node = if i % 2 == 0 { &a } else { &b };
+            let (http, base) = (node.http.clone(), node.base.clone());
+            tasks.push(tokio::spawn(async move {
+                let response = http
+                    .post(format!("{base}/admin/users"))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&json!({"user_id": user_id, "nick": "racer"}))
+                    .send()
+                    .await
+                    .expect("sent");
+                let status = response.status().as_u16();
+                (
+                    status,
+                    response.json::<serde_json::Value>().await.expect("JSON"),
+                )
+            }));
+        }
+        let mut created = 0;
+        for task in tasks {
+            match task.await.expect("task") {
+                (200, _) => created += 1,
+                (409, body) => assert_eq!(
+                    body,
+                    json!({"error": format!("conflicts with existing data: user {user_id} exists")})
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(created, 1, "round {round}");
+    }
+}

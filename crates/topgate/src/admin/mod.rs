@@ -27,7 +27,6 @@ use subtle::ConstantTimeEq;
 
 use crate::clock::millis;
 use crate::gateway::{read_body, read_timeout, unread_body, AppState, BodyError};
-use crate::store::StoreError;
 use ops::AdminError;
 
 impl IntoResponse for AdminError {
@@ -35,7 +34,7 @@ impl IntoResponse for AdminError {
         let status = match &self {
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
-            AdminError::Conflict(_) => StatusCode::CONFLICT,
+            AdminError::Conflict(_) | AdminError::Constraint(_) => StatusCode::CONFLICT,
             AdminError::Store(e) => {
                 tracing::error!(error = %e, "admin store failure");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -164,7 +163,7 @@ where
     let now_ms = millis(state.clock.now());
     let outcome = state
         .store
-        .attempt(move |tx| Ok::<_, StoreError>(f(tx, now_ms)))
+        .attempt(ops::as_job(move |tx| f(tx, now_ms)))
         .await;
     match outcome {
         Ok(Ok(value)) => {

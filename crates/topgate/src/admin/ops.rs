@@ -65,6 +65,10 @@ pub enum AdminError {
     Invalid(String),
     #[error("conflicts with existing data: {0}")]
     Conflict(String),
+    /// A constraint of the database refused the change, in its own words: a 409 like
+    /// [`AdminError::Conflict`], once the operation's rerun ([`as_job`]) met it again.
+    #[error("conflicts with existing data: {0}")]
+    Constraint(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -72,9 +76,26 @@ pub enum AdminError {
 impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Constraint(c) => AdminError::Conflict(c),
+            StoreError::Constraint(c) => AdminError::Constraint(c),
             other => AdminError::Store(other),
         }
+    }
+}
+
+/// An admin operation as a job of [`crate::store::Store::attempt`]. A constraint violation is
+/// handed to the store as such: with several writers (PostgreSQL nodes) it means the operation
+/// lost a race, say to another node creating the same key between its check and its insert,
+/// and the store reruns it in a fresh transaction, whose checks then answer in the documented
+/// words (`user 42 exists`) instead of the database's. A violation that persists stays a 409.
+pub fn as_job<F>(
+    mut operation: F,
+) -> impl FnMut(&mut dyn Tx) -> Result<Result<Json, AdminError>, StoreError> + Send + 'static
+where
+    F: FnMut(&mut dyn Tx) -> Result<Json, AdminError> + Send + 'static,
+{
+    move |tx| match operation(tx) {
+        Err(AdminError::Constraint(c)) => Err(StoreError::Constraint(c)),
+        outcome => Ok(outcome),
     }
 }
 
@@ -502,10 +523,8 @@ pub fn create(
     body: &Json,
     now_ms: i64,
 ) -> Result<Json, AdminError> {
-    if let Some(path) = text_with_nul(body, String::new()) {
-        return Err(invalid(format!(
-            "{path} must not contain the character U+0000"
-        )));
+    if let Some((path, why)) = unstorable_text(body, String::new()) {
+        return Err(invalid(format!("{path} {why}")));
     }
     match resource {
         "users" => {
@@ -726,9 +745,15 @@ fn create_app(tx: &mut dyn Tx, a: NewAppBody, now_ms: i64) -> Result<Json, Admin
     Ok(json!({"app_key": app.app_key, "secret": app.secret, "methods": app.methods}))
 }
 
-/// The path (`lines[0].sku_text`) of the first text in `value` that holds U+0000, which
-/// PostgreSQL cannot store (SQLite could, so both refuse it alike).
-pub fn text_with_nul(value: &Json, at: String) -> Option<String> {
+/// The longest text an admin body may hold, in bytes. PostgreSQL refuses an index entry
+/// above about 2700 bytes (an app key, a biz-type code, a mobile number of that size was an
+/// HTTP 500 there, while SQLite took it); no key or name of this model comes near.
+pub const MAX_TEXT_BYTES: usize = 2000;
+
+/// The path (`lines[0].sku_text`) of the first text in `value` that the databases cannot
+/// both store, and why: U+0000, which PostgreSQL cannot store (SQLite could, so both refuse it
+/// alike), or more than [`MAX_TEXT_BYTES`].
+fn unstorable_text(value: &Json, at: String) -> Option<(String, String)> {
     let join = |key: &str| {
         if at.is_empty() {
             key.to_string()
@@ -736,18 +761,39 @@ pub fn text_with_nul(value: &Json, at: String) -> Option<String> {
             format!("{at}.{key}")
         }
     };
+    let problem = |text: &str| {
+        if text.contains('\0') {
+            Some("must not contain the character U+0000".to_string())
+        } else if text.len() > MAX_TEXT_BYTES {
+            Some(format!(
+                "must be at most {MAX_TEXT_BYTES} bytes, not {}",
+                text.len()
+            ))
+        } else {
+            None
+        }
+    };
     match value {
-        Json::String(s) if s.contains('\0') => Some(if at.is_empty() { "text".into() } else { at }),
+        Json::String(s) => problem(s).map(|why| {
+            (
+                if at.is_empty() {
+                    "text".into()
+                } else {
+                    at.clone()
+                },
+                why,
+            )
+        }),
         Json::Array(items) => items
             .iter()
             .enumerate()
-            .find_map(|(i, item)| text_with_nul(item, format!("{at}[{i}]"))),
-        Json::Object(fields) => fields.iter().find_map(|(key, field)| {
-            if key.contains('\0') {
-                Some(join(&key.replace('\0', "\\u0000")))
-            } else {
-                text_with_nul(field, join(key))
+            .find_map(|(i, item)| unstorable_text(item, format!("{at}[{i}]"))),
+        Json::Object(fields) => fields.iter().find_map(|(key, field)| match problem(key) {
+            Some(why) => {
+                let shown: String = key.replace('\0', "\\u0000").chars().take(40).collect();
+                Some((join(&shown), format!("(a field name) {why}")))
             }
+            None => unstorable_text(field, join(key)),
         }),
         _ => None,
     }

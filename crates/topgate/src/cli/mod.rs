@@ -15,7 +15,7 @@ use crate::apps;
 use crate::clock::{millis, Clock};
 use crate::config::Settings;
 use crate::sandbox::{self, SeededApp};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::Server;
 
 #[derive(Parser)]
@@ -848,12 +848,14 @@ async fn set_enabled(store: &Store, app_key: String, enabled: bool) -> anyhow::R
 }
 
 /// Runs an admin operation in one write transaction; a refusal changes nothing.
-async fn admin<F>(store: &Store, mut f: F) -> anyhow::Result<Value>
+async fn admin<F>(store: &Store, f: F) -> anyhow::Result<Value>
 where
     F: FnMut(&mut dyn crate::store::Tx) -> Result<Value, ops::AdminError> + Send + 'static,
 {
-    let outcome = store.attempt(move |tx| Ok::<_, StoreError>(f(tx))).await?;
-    outcome.map_err(|e| anyhow::anyhow!(e))
+    match store.attempt(ops::as_job(f)).await {
+        Ok(outcome) => outcome.map_err(|e| anyhow::anyhow!(e)),
+        Err(e) => Err(anyhow::anyhow!(ops::AdminError::from(e))),
+    }
 }
 
 async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {

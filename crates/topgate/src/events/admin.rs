@@ -567,7 +567,7 @@ where
     let now = millis(state.clock.now());
     match state
         .store
-        .attempt(move |tx| Ok::<_, StoreError>(f(tx, now)))
+        .attempt(crate::admin::ops::as_job(move |tx| f(tx, now)))
         .await
     {
         Ok(Ok(value)) => Json(value).into_response(),
