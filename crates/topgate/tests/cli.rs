@@ -1345,3 +1345,66 @@ fn sigterm_stops_the_dispatcher_while_calls_in_flight_still_drain() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The operators' audit trail: an admin change is logged with its method, path and status, a
+/// refused token at warn; neither the token nor the body (a secret) ever is.
+#[test]
+fn admin_changes_and_refused_tokens_are_logged_without_secrets() {
+    use std::io::{Read, Write};
+    let s = Scratch::new();
+    let log = s.path().join("serve.log");
+    let token = "admin-token-5b7e9c1d";
+    let served = Served::spawn(
+        s.command()
+            .env("TOPGATE_LOG", "info")
+            .env("TOPGATE_ADMIN_TOKEN", token)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
+    let url = url_in(&served.read_until("topgate listening on")[0]);
+    let address = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let post = |bearer: &str, path: &str, body: &str| {
+        let mut stream = std::net::TcpStream::connect(&address).expect("connects");
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {bearer}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let app_secret = "app-secret-0c4f8a2e6b";
+    let body = format!(r#"{{"app_key": "logged-app", "secret": "{app_secret}"}}"#);
+    assert!(post(token, "/admin/apps", &body).starts_with("HTTP/1.1 200"));
+    assert!(post("wrong-token-1234", "/admin/users", "{}").starts_with("HTTP/1.1 401"));
+    assert!(post("wrong-token-1234", "/admin/no-such", "{}").starts_with("HTTP/1.1 401"));
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read_log().matches("admin request refused").count() < 2 {
+        assert!(Instant::now() < deadline, "{}", read_log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = read_log();
+    let change = text
+        .lines()
+        .find(|l| l.contains("admin request") && l.contains("/admin/apps"))
+        .unwrap_or_else(|| panic!("no line for the change: {text}"));
+    assert!(
+        change.contains("POST") && change.contains("200"),
+        "{change}"
+    );
+    assert!(text
+        .lines()
+        .any(|l| l.contains("refused") && l.contains("/admin/users") && l.contains("WARN")));
+    for secret in [token, app_secret, "wrong-token-1234"] {
+        assert!(!text.contains(secret), "{secret} in the log: {text}");
+    }
+    served.terminate();
+}

@@ -5,6 +5,9 @@
 //! before anything of the body is read, then reads the body within the gateway's read timeout
 //! and body limit, so that no client can hold a connection (or a graceful stop) by never
 //! finishing a body; and it turns axum's plain-text rejections into the API's JSON errors.
+//! It also keeps the operators' audit trail in the log: every request that may change
+//! something (any method but GET) with its path and status at info, and every refused token
+//! at warn; never a body, a header or a query (they may hold secrets).
 //!
 //! What a create refuses, and why, is in [`ops`]. The listings that grow with traffic page as
 //! the events listing does: `GET /admin/right-orders?after=<order_id>&limit=` and
@@ -66,6 +69,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// named error rather than an empty 404 (the server's fallback hands such paths here).
 pub fn no_such_path(state: &AppState, headers: &axum::http::HeaderMap, path: &str) -> Response {
     if let Some(denied) = deny(state, headers) {
+        tracing::warn!(%path, "admin request refused: bad or missing token");
         return denied;
     }
     let error = json!({"error": format!("not found: no admin path {path}")});
@@ -74,6 +78,19 @@ pub fn no_such_path(state: &AppState, headers: &axum::http::HeaderMap, path: &st
 
 /// Lets a request through to an admin route once it carries the token and its whole body.
 async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = guarded(state, request, next).await;
+    let status = response.status().as_u16();
+    if status == StatusCode::UNAUTHORIZED {
+        tracing::warn!(%method, %path, status, "admin request refused: bad or missing token");
+    } else if method != axum::http::Method::GET {
+        tracing::info!(%method, %path, status, "admin request");
+    }
+    response
+}
+
+async fn guarded(state: Arc<AppState>, request: Request, next: Next) -> Response {
     if let Some(denied) = deny(&state, request.headers()) {
         return denied;
     }
