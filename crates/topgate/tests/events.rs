@@ -1449,3 +1449,48 @@ async fn planner_statistics_of_deliveries_are_gathered_once_the_table_grew() {
         "nothing changed since: the statistics are current"
     );
 }
+
+/// Enabling a sink makes its pending deliveries due at once, rather than after the backoff
+/// their failures scheduled (10 minutes here): the operator enables it once the receiver works.
+#[tokio::test]
+async fn enabling_a_sink_sends_its_pending_deliveries_at_once() {
+    let app = spawn_app_with(|s| {
+        fast(s);
+        s.events.retry_schedule_ms = vec![0, 600_000];
+    })
+    .await;
+    let receiver = Receiver::start(0, Duration::ZERO).await;
+    receiver.set_always_fail(true);
+    let sink = add_webhook(&app, &receiver.url, "whsec_enable_0123456789", json!(["*"])).await;
+    trade_lifecycle(&app, 7501).await;
+    // The entity's first event fails; the others wait behind it, in order.
+    wait_for("the first, failed try", || async {
+        (!receiver.hits().is_empty()).then_some(())
+    })
+    .await;
+    admin_ok(
+        &app,
+        Method::POST,
+        &format!("/admin/sinks/{sink}/disable"),
+        None,
+    )
+    .await;
+    receiver.set_always_fail(false);
+    let before = receiver.hits().len();
+    admin_ok(
+        &app,
+        Method::POST,
+        &format!("/admin/sinks/{sink}/enable"),
+        None,
+    )
+    .await;
+    wait_for("every event delivered after enable", || async {
+        let delivered = admin_ok(&app, Method::GET, &format!("/admin/sinks/{sink}"), None).await
+            ["deliveries"]["delivered"]
+            .as_i64()
+            .unwrap();
+        (delivered == 3).then_some(())
+    })
+    .await;
+    assert!(receiver.hits().len() > before);
+}

@@ -300,7 +300,10 @@ pub fn list_sinks(tx: &mut dyn Tx) -> Result<Value, AdminError> {
 }
 
 /// Enables or disables a sink. Enabling forgets the failure streak (a fresh start before the
-/// next auto-disable); deliveries queued while it was enabled resume.
+/// next auto-disable), and the deliveries queued while it was enabled are due at once: an
+/// operator enables a sink once its receiver is fixed, and should not wait out the hours of
+/// backoff its failures had scheduled. Their tries are kept, so a new failure goes on with the
+/// schedule where it was.
 pub fn set_sink_enabled(
     tx: &mut dyn Tx,
     id: i64,
@@ -319,6 +322,10 @@ pub fn set_sink_enabled(
         tx.execute(
             "UPDATE sink_state SET failing_since = NULL WHERE sink_id = ?",
             args![id],
+        )?;
+        tx.execute(
+            "UPDATE deliveries SET next_at = ? WHERE sink_id = ? AND state = 'pending' AND next_at > ?",
+            args![now, id, now],
         )?;
     }
     get_sink(tx, id)
