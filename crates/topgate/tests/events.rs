@@ -649,6 +649,39 @@ async fn dead_letters_after_the_last_try_and_redeliver_requeues() {
             .await;
         assert_eq!(status, 400);
     }
+    // A NATS URL is checked when the sink is made, as a webhook's is.
+    for url in [
+        "bogus",
+        "http://127.0.0.1:4222",
+        "nats://",
+        "nats://127.0.0.1:4222,oops",
+    ] {
+        let (status, answer) = app
+            .admin(
+                Method::POST,
+                "/admin/sinks",
+                Some(json!({"kind": "nats", "url": url})),
+            )
+            .await;
+        assert_eq!(status, 400, "{url}: {answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .contains("url must be a nats://"),
+            "{answer}"
+        );
+    }
+    for url in ["tls://nats.example:4222", "nats://a:4222, nats://b:4222"] {
+        let made = admin_ok(
+            &app,
+            Method::POST,
+            "/admin/sinks",
+            Some(json!({"kind": "nats", "url": url, "enabled": false})),
+        )
+        .await;
+        assert_eq!(made["url"], url);
+    }
     // A value of the wrong type is named by its field, never shown (it may be a secret).
     let (status, answer) = app
         .admin(

@@ -160,6 +160,18 @@ pub fn create_sink(tx: &mut dyn Tx, new: &NewSink, now: i64) -> Result<Value, Ad
                 return Err(invalid("secret is for webhook sinks"));
             }
             let url = new.url.clone().unwrap_or_else(|| DEFAULT_NATS_URL.into());
+            // Checked here, as webhook URLs are: otherwise a typo is accepted and every
+            // attempt fails until the deliveries are dead. A list is comma-separated.
+            let nats_url = |part: &str| {
+                reqwest::Url::parse(part.trim()).is_ok_and(|u| {
+                    matches!(u.scheme(), "nats" | "tls" | "ws" | "wss") && u.has_host()
+                })
+            };
+            if !url.split(',').all(nats_url) {
+                return Err(invalid(
+                    "url must be a nats://, tls://, ws:// or wss:// URL with a host (or a comma-separated list of them)",
+                ));
+            }
             let config = NatsConfig {
                 stream: new
                     .stream
