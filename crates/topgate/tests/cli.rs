@@ -883,6 +883,13 @@ fn serve_sandbox_prints_its_address_and_a_working_one_liner() {
         .map(|a| a["app_key"].as_str().unwrap())
         .collect();
     assert_eq!(keys, ["other", "test"], "seeded once: {apps}");
+    // Each app's role bindings are listed: the sandbox app acts for every role, the other none.
+    let test_app = &apps[1];
+    assert_eq!(test_app["seller_id"], 2000, "{test_app}");
+    for role in ["supplier_id", "partner_id", "provider_id"] {
+        assert!(test_app[role].is_i64(), "{role}: {test_app}");
+        assert!(apps[0][role].is_null(), "{role}: {}", apps[0]);
+    }
     assert!(!s.ok(&["app", "list"]).contains("\"secret\""));
 
     // A secret rotated since the seed is neither shown nor claimed to be `test`: the one-liner

@@ -208,10 +208,7 @@ async fn create(
 
 async fn list(State(state): State<Arc<AppState>>, Path(resource): Path<String>) -> Response {
     run(&state, move |tx, _| match resource.as_str() {
-        "apps" => Ok(json!(crate::apps::list_apps(tx)?
-            .into_iter()
-            .map(|a| json!({"app_key": a.app_key, "name": a.name, "enabled": a.enabled, "sandbox": a.sandbox, "methods": a.methods}))
-            .collect::<Vec<_>>())),
+        "apps" => ops::list_apps(tx),
         other => Err(AdminError::NotFound(format!("no listing of {other}"))),
     })
     .await

@@ -501,6 +501,26 @@ pub fn grant(
     Ok(granted)
 }
 
+/// Every app as `GET /admin/apps` and `topgate app list` show it: no secret, with its role
+/// bindings (which supplier, partner, rights provider and seller it acts for) and its methods
+/// as `[method, calls_per_second]` pairs.
+pub fn list_apps(tx: &mut dyn Tx) -> Result<Json, AdminError> {
+    Ok(json!(apps::list_apps(tx)?
+        .into_iter()
+        .map(|a| json!({
+            "app_key": a.app_key,
+            "name": a.name,
+            "enabled": a.enabled,
+            "sandbox": a.sandbox,
+            "supplier_id": a.supplier_id,
+            "partner_id": a.partner_id,
+            "provider_id": a.provider_id,
+            "seller_id": a.seller_id,
+            "methods": a.methods,
+        }))
+        .collect::<Vec<_>>()))
+}
+
 /// Withdraws `method` from `app_key` (`topgate app revoke`); a method it was not granted is
 /// a 404, so that a typo does not pass for a revocation.
 pub fn revoke(tx: &mut dyn Tx, app_key: &str, method: &str) -> Result<Json, AdminError> {

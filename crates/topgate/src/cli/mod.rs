@@ -542,18 +542,23 @@ async fn run(cli: Cli, database_url_given: bool) -> anyhow::Result<ExitCode> {
         Command::App(cmd) => {
             let store = open_store()?;
             let out = match cmd {
-                AppCommand::Create { app_key, secret, name, methods, calls_per_second, supplier_id, partner_id, provider_id, seller_id } => {
+                AppCommand::Create {
+                    app_key,
+                    secret,
+                    name,
+                    methods,
+                    calls_per_second,
+                    supplier_id,
+                    partner_id,
+                    provider_id,
+                    seller_id,
+                } => {
                     let body = json!({"app_key": app_key, "secret": secret, "name": name,
                         "methods": (!methods.is_empty()).then_some(methods), "calls_per_second": calls_per_second,
                         "supplier_id": supplier_id, "partner_id": partner_id, "provider_id": provider_id, "seller_id": seller_id});
                     admin(&store, move |tx| ops::create(tx, "apps", &body, now_ms)).await?
                 }
-                AppCommand::List => {
-                    admin(&store, |tx| {
-                        Ok(json!(apps::list_apps(tx)?.into_iter().map(|a| json!({"app_key": a.app_key, "name": a.name, "enabled": a.enabled, "sandbox": a.sandbox, "methods": a.methods})).collect::<Vec<_>>()))
-                    })
-                    .await?
-                }
+                AppCommand::List => admin(&store, ops::list_apps).await?,
                 AppCommand::Disable { app_key } => set_enabled(&store, app_key, false).await?,
                 AppCommand::Enable { app_key } => set_enabled(&store, app_key, true).await?,
                 AppCommand::RotateSecret { app_key } => {
@@ -563,9 +568,15 @@ async fn run(cli: Cli, database_url_given: bool) -> anyhow::Result<ExitCode> {
                     })
                     .await?
                 }
-                AppCommand::Grant { app_key, method, calls_per_second } => {
-                    admin(&store, move |tx| ops::grant(tx, &app_key, &method, calls_per_second))
-                        .await?
+                AppCommand::Grant {
+                    app_key,
+                    method,
+                    calls_per_second,
+                } => {
+                    admin(&store, move |tx| {
+                        ops::grant(tx, &app_key, &method, calls_per_second)
+                    })
+                    .await?
                 }
                 AppCommand::Revoke { app_key, method } => {
                     admin(&store, move |tx| ops::revoke(tx, &app_key, &method)).await?
