@@ -198,6 +198,21 @@ pub fn create_session(
     load_session(tx, &key)?.ok_or_else(|| StoreError::Aborted("session vanished".into()))
 }
 
+/// Ends a session now (its expiry moves to `now_ms` unless it is already past); `None` when no
+/// session has that key. The row stays, so that a revoked key is never issued again.
+pub fn revoke_session(
+    tx: &mut dyn Tx,
+    key: &str,
+    now_ms: i64,
+) -> Result<Option<SessionRecord>, StoreError> {
+    tx.execute(
+        "UPDATE sessions SET expires_at = CASE WHEN expires_at > ? THEN ? ELSE expires_at END \
+         WHERE session_key = ?",
+        args![now_ms, now_ms, key],
+    )?;
+    load_session(tx, key)
+}
+
 pub fn load_session(tx: &mut dyn Tx, key: &str) -> Result<Option<SessionRecord>, StoreError> {
     Ok(tx
         .query_opt(

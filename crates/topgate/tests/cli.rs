@@ -361,6 +361,15 @@ fn app_create_list_disable_rotate_and_session_create() {
         apart >= time::Duration::ZERO && apart < time::Duration::seconds(30),
         "{session} {admin_made}"
     );
+    // Revoked: it ends now, and the answer does not repeat the key.
+    let key = session["session"].as_str().unwrap();
+    let revoked = s.json(&["session", "revoke", key]);
+    assert_eq!(revoked["revoked"], true);
+    assert_eq!(revoked["user_id"], 1);
+    assert!(expiry(&revoked) < expiry(&session), "{revoked}");
+    assert!(!revoked.to_string().contains(key));
+    let stderr = failed_saying(&s.run(&["session", "revoke", "no-such-session"]));
+    assert!(stderr.contains("not found: no such session"), "{stderr}");
     let help = s.ok(&["session", "create", "--help"]);
     assert!(help.contains("[default: 86400]"), "{help}");
     assert!(help.contains("POST /admin/sessions"), "{help}");

@@ -2232,6 +2232,44 @@ async fn expired_sessions_and_empty_app_keys_are_refused() {
     .await;
 }
 
+/// An operator revokes a session: calls with it are 27 from then on (this server's cache is
+/// cleared at once), the answer names the app and user but not the key, and revoking a key no
+/// session has is a 404.
+#[tokio::test]
+async fn a_revoked_session_is_refused_with_27() {
+    let app = spawn_app().await;
+    let call = opentrade(&opentrade_example()).session("test-session");
+    assert_passed_gateway(&app.send(&call).await);
+    let (status, answer) = app
+        .admin(Method::POST, "/admin/sessions/test-session/revoke", None)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["revoked"], true);
+    assert_eq!(answer["app_key"], "test");
+    assert_eq!(answer["user_id"], 2000);
+    assert!(!answer.to_string().contains("test-session"), "{answer}");
+    check_error(
+        &app,
+        &call,
+        27,
+        "Invalid session",
+        Some("invalid-sessionkey"),
+    )
+    .await;
+    // Revoking again changes nothing; the expiry stays where the first revocation put it.
+    let (status, again) = app
+        .admin(Method::POST, "/admin/sessions/test-session/revoke", None)
+        .await;
+    assert_eq!((status, &again["expires_at"]), (200, &answer["expires_at"]));
+    let (status, answer) = app
+        .admin(Method::POST, "/admin/sessions/no-such-session/revoke", None)
+        .await;
+    assert_eq!(
+        (status, answer),
+        (404, json!({"error": "not found: no such session"}))
+    );
+}
+
 /// Client text echoed in an error (the unknown method's name) is escaped in XML, and characters
 /// XML 1.0 cannot carry never reach the wire: Java's and Go's XML parsers reject such documents.
 #[tokio::test]

@@ -60,6 +60,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/trades/{tid}/{event}", post(trade_event))
         .route("/admin/right-orders/{id}", get(right_order))
         .route("/admin/right-orders/{id}/{event}", post(right_order_event))
+        .route("/admin/sessions/{key}/revoke", post(revoke_session))
         .merge(crate::events::admin::router())
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), guard))
         .with_state(state)
@@ -240,6 +241,10 @@ async fn trade_event(
         ops::trade_event(tx, tid, &event, now)
     })
     .await
+}
+
+async fn revoke_session(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Response {
+    run(&state, move |tx, now| ops::revoke_session(tx, &key, now)).await
 }
 
 async fn right_order(State(state): State<Arc<AppState>>, Path(id): Path<i64>) -> Response {

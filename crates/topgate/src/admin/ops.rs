@@ -521,6 +521,20 @@ pub fn list_apps(tx: &mut dyn Tx) -> Result<Json, AdminError> {
         .collect::<Vec<_>>()))
 }
 
+/// Revokes a session (`POST /admin/sessions/{key}/revoke`, `topgate session revoke`): calls
+/// with it are refused with code 27 from now on (by other processes within `auth_cache_ms`).
+/// The answer names the app and user, not the key.
+pub fn revoke_session(tx: &mut dyn Tx, key: &str, now_ms: i64) -> Result<Json, AdminError> {
+    let session = apps::revoke_session(tx, key, now_ms)?
+        .ok_or_else(|| AdminError::NotFound("no such session".into()))?;
+    Ok(json!({
+        "revoked": true,
+        "app_key": session.app_key,
+        "user_id": session.user_id,
+        "expires_at": timestamp::format_wall_clock(from_millis(session.expires_at_ms)),
+    }))
+}
+
 /// Withdraws `method` from `app_key` (`topgate app revoke`); a method it was not granted is
 /// a 404, so that a typo does not pass for a revocation.
 pub fn revoke(tx: &mut dyn Tx, app_key: &str, method: &str) -> Result<Json, AdminError> {

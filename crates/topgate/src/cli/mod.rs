@@ -275,6 +275,12 @@ enum SessionCommand {
         #[arg(long, default_value_t = ops::DEFAULT_TTL_SECS, allow_negative_numbers = true, value_parser = at_least_one::<i64>)]
         ttl_secs: i64,
     },
+    /// End a session now: calls with it are refused (code 27), by a running server within its
+    /// app cache time (`auth_cache_ms`).
+    Revoke {
+        /// The session key.
+        session_key: String,
+    },
 }
 
 #[derive(Args)]
@@ -593,6 +599,15 @@ async fn run(cli: Cli, database_url_given: bool) -> anyhow::Result<ExitCode> {
             let store = open_store()?;
             let body = json!({"app_key": app_key, "user_id": user_id, "ttl_secs": ttl_secs});
             print_json(&admin(&store, move |tx| ops::create(tx, "sessions", &body, now_ms)).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Session(SessionCommand::Revoke { session_key }) => {
+            let store = open_store()?;
+            let revoked = admin(&store, move |tx| {
+                ops::revoke_session(tx, &session_key, now_ms)
+            })
+            .await?;
+            print_json(&revoked);
             Ok(ExitCode::SUCCESS)
         }
         Command::Sign {
