@@ -64,7 +64,8 @@ pub fn seed(tx: &mut dyn Tx, now_ms: i64) -> Result<bool, AdminError> {
     if own_apps > 0 {
         return Err(AdminError::Conflict(format!(
             "this database holds {own_apps} app(s) and no sandbox: the sandbox is only seeded \
-             into a database of its own (start without --sandbox to serve this one)"
+             into a database of its own (serve this one without --sandbox, or name another \
+             database for the sandbox)"
         )));
     }
     let lianbei_line = |oid: i64| json!([{"oid": oid, "item_id": 10000, "sku_id": 0, "sku_text": "sku", "price": 1, "quantity": 1}]);

@@ -1132,6 +1132,38 @@ async fn two_databases_publishing_the_same_event_ids_into_one_stream_are_both_st
     let _ = js.delete_stream(&stream).await;
 }
 
+/// A second sink naming an existing stream with a prefix of its own: the stream is not made
+/// again, nothing stores its messages, and each failed attempt says what to change.
+#[tokio::test]
+async fn a_sink_whose_stream_exists_with_other_subjects_says_what_to_change() {
+    let (client, stream, prefix) = jetstream().await;
+    let js = async_nats::jetstream::new(client);
+    let app = spawn_app_with(fast).await;
+    let (first, _) = add_nats(&app, &stream, &prefix).await;
+    trade_lifecycle(&app, 7601).await;
+    wait_for("the first sink's events stored", || async {
+        (deliveries(&app, first, "delivered").await.len() == 3).then_some(())
+    })
+    .await;
+    let other_prefix = format!("{prefix}_other");
+    let (second, _) = add_nats(&app, &stream, &other_prefix).await;
+    trade_lifecycle(&app, 7602).await;
+    let failed = wait_for("a failed attempt of the second sink", || async {
+        deliveries(&app, second, "pending")
+            .await
+            .into_iter()
+            .find(|d| d["last_error"].is_string())
+    })
+    .await;
+    let error = failed["last_error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("no JetStream stream takes {other_prefix}.>"))
+            && error.contains(&stream),
+        "{error}"
+    );
+    let _ = js.delete_stream(&stream).await;
+}
+
 // ---- SIGKILL of `topgate dispatch` -------------------------------------------------------
 
 struct Dispatcher(Child);

@@ -130,6 +130,19 @@ impl Publisher {
         match ack {
             Ok(ack) if ack.duplicate => Attempt::duplicate(),
             Ok(_) => Attempt::delivered(None),
+            // The stream was not created because one of its name exists with other subjects
+            // (say, made by a sink with another prefix): say what to change, for the operator
+            // who reads the sink's last error.
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
+                Attempt::failed(
+                    None,
+                    format!(
+                        "no JetStream stream takes {}.> (the stream {} exists with other subjects?): \
+                         give the sink a stream of its own, or add the subjects to that stream",
+                        self.config.subject_prefix, self.config.stream
+                    ),
+                )
+            }
             Err(e) => Attempt::failed(None, format!("no JetStream acknowledgement: {e}")),
         }
     }
