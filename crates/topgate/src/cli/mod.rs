@@ -69,7 +69,10 @@ Exit status:
 enum Command {
     /// Load-test a running server with signed requests (`bench seed` writes stored orders).
     Bench(crate::bench::BenchArgs),
-    /// Serve /router/rest until SIGINT or SIGTERM.
+    /// Serve the TOP API, /healthz, /metrics and the admin API until SIGINT or SIGTERM.
+    ///
+    /// The TOP API is /router/rest and /router/batch; the admin API, under /admin/, is on only
+    /// with an admin token (`admin_token`, TOPGATE_ADMIN_TOKEN).
     Serve {
         /// Address to listen on.
         #[arg(long)]
