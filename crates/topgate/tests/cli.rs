@@ -1174,6 +1174,21 @@ fn bench_alternates_rounds_with_requests_of_their_own_and_reports_the_median_rat
         .len();
     assert_eq!(after - before, 300);
 
+    // Phases of a fraction of a second: the ratio is printed with a note that it says little.
+    let text = s.ok(&[
+        "bench",
+        "--url",
+        &url,
+        "--api",
+        "lianbei",
+        "--requests",
+        "50",
+        "--connections",
+        "2",
+    ]);
+    assert!(text.contains("lianbei / healthz ceiling: "), "{text}");
+    assert!(text.contains("note: a phase lasted under 1 s"), "{text}");
+
     // A phase without one successful answer (every call signed with a wrong secret) makes the
     // run fail, after its report.
     let args = format!(
