@@ -226,6 +226,22 @@ fn url_in(line: &str) -> String {
     line[start..].split_whitespace().next().unwrap().to_string()
 }
 
+/// `host:port` of an `http://host:port/…` URL.
+fn address_in(url: &str) -> String {
+    let rest = url.trim_start_matches("http://");
+    rest.split('/').next().unwrap().to_string()
+}
+
+/// Sends `request` (whole, `Connection: close`) to `address` and reads the answer to its end.
+fn exchange(address: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connects");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 #[test]
 fn app_create_list_disable_rotate_and_session_create() {
     let s = Scratch::new();
@@ -1264,7 +1280,6 @@ fn sign_explain_checks_every_vector_with_the_requests_own_sign_method() {
 /// without its value.
 #[test]
 fn text_settings_from_the_environment_are_text_whatever_they_look_like() {
-    use std::io::{Read, Write};
     let s = Scratch::new();
     let token = "73915502846";
     let out = s
@@ -1287,20 +1302,11 @@ fn text_settings_from_the_environment_are_text_whatever_they_look_like() {
             .stderr(Stdio::null()),
     );
     let url = url_in(&served.read_until("topgate listening on")[0]);
-    let address = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let mut stream = std::net::TcpStream::connect(&address).expect("connects");
-    write!(
-        stream,
-        "GET /admin/apps HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
+    let address = address_in(&url);
+    let answer = exchange(
+        &address,
+        &format!("GET /admin/apps HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"),
+    );
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     served.terminate();
 
@@ -1325,12 +1331,7 @@ fn sigterm_stops_the_dispatcher_while_calls_in_flight_still_drain() {
     let log = s.path().join("serve.log");
     let served = Served::start_logging(&s, &["serve", "--listen", "127.0.0.1:0"], &log);
     let url = url_in(&served.read_until("topgate listening on")[0]);
-    let address = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let address = address_in(&url);
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !read_log().contains("event dispatcher started") {
@@ -1381,7 +1382,6 @@ fn sigterm_stops_the_dispatcher_while_calls_in_flight_still_drain() {
 /// refused token at warn; neither the token nor the body (a secret) ever is.
 #[test]
 fn admin_changes_and_refused_tokens_are_logged_without_secrets() {
-    use std::io::{Read, Write};
     let s = Scratch::new();
     let log = s.path().join("serve.log");
     let token = "admin-token-5b7e9c1d";
@@ -1393,23 +1393,15 @@ fn admin_changes_and_refused_tokens_are_logged_without_secrets() {
             .stderr(std::fs::File::create(&log).unwrap()),
     );
     let url = url_in(&served.read_until("topgate listening on")[0]);
-    let address = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let address = address_in(&url);
     let post = |bearer: &str, path: &str, body: &str| {
-        let mut stream = std::net::TcpStream::connect(&address).expect("connects");
-        write!(
-            stream,
-            "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {bearer}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
+        exchange(
+            &address,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {bearer}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
         )
-        .unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        answer
     };
     let app_secret = "app-secret-0c4f8a2e6b";
     let body = format!(r#"{{"app_key": "logged-app", "secret": "{app_secret}"}}"#);
