@@ -30,26 +30,41 @@ pub enum ReadError {
 }
 
 /// Reads a response body written in `format` (`simplify` says whether JSON was unwrapped).
+///
+/// Only a TOP envelope is read (§5): a root with one member, or an XML root element, named
+/// `…_response` and holding the response object, or named `error_response` and holding an error
+/// with a non-zero integer `code`. With `simplify` a JSON success has no wrapper, so any object
+/// without an `error_response` member is read as one: this reader cannot tell it from other JSON,
+/// and a client should also require the HTTP status a success comes with.
 pub fn read(body: &str, format: Format, simplify: bool) -> Result<Response, ReadError> {
     let root = match format {
-        Format::Json => {
-            serde_json::from_str::<Json>(body).map_err(|e| ReadError::Malformed(e.to_string()))?
-        }
+        Format::Json => serde_json::from_str::<Json>(body)
+            .map_err(|e| ReadError::Malformed(format!("not JSON: {e}")))?,
         Format::Xml => xml_to_json(body)?,
     };
     let Json::Object(mut map) = root else {
-        return Err(ReadError::Malformed("root is not an object".into()));
+        return Err(not_an_envelope("the root is not an object"));
     };
     if let Some(err) = map.remove("error_response") {
+        if !map.is_empty() {
+            return Err(not_an_envelope(
+                "error_response has other members beside it",
+            ));
+        }
         return Err(top_error(&err));
     }
     let mut inner = if simplify && format == Format::Json {
         Json::Object(map)
     } else {
-        map.into_iter()
-            .next()
-            .map(|(_, v)| v)
-            .ok_or_else(|| ReadError::Malformed("empty response".into()))?
+        let mut members = map.into_iter();
+        match (members.next(), members.next()) {
+            (Some((name, inner @ Json::Object(_))), None) if is_response_name(&name) => inner,
+            _ => {
+                return Err(not_an_envelope(
+                    "the root is not one `…_response` member holding an object",
+                ))
+            }
+        }
     };
     let request_id = inner
         .as_object_mut()
@@ -61,6 +76,20 @@ pub fn read(body: &str, format: Format, simplify: bool) -> Result<Response, Read
     })
 }
 
+/// Whether `name` is a success wrapper's: a response name (`time_get_response`), never the bare
+/// suffix.
+fn is_response_name(name: &str) -> bool {
+    name.strip_suffix("_response")
+        .is_some_and(|method| !method.is_empty())
+}
+
+fn not_an_envelope(why: &str) -> ReadError {
+    ReadError::Malformed(format!("not a TOP envelope: {why}"))
+}
+
+/// The error of an `error_response`, whose `code` is always present and non-zero (§5.4): one
+/// without it is no TOP error, and inventing code 0 would hide that. The code is a JSON number
+/// on the wire; its text form is taken too, as XML carries it and Java and Python accept it.
 fn top_error(err: &Json) -> ReadError {
     let text = |k: &str| -> Option<String> {
         err.get(k).and_then(|v| match v {
@@ -69,7 +98,12 @@ fn top_error(err: &Json) -> ReadError {
             _ => None,
         })
     };
-    let code = text("code").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let Some(code) = text("code")
+        .and_then(|c| c.parse::<u32>().ok())
+        .filter(|c| *c != 0)
+    else {
+        return not_an_envelope("error_response without a non-zero integer code");
+    };
     ReadError::Top {
         error: TopError {
             code,
@@ -178,6 +212,72 @@ mod tests {
             assert_eq!(resp.request_id.as_deref(), Some("r1"));
             let code = &resp.body["result"]["alisp_code"];
             assert!(code == 200 || code == "200", "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_no_envelope() {
+        let not_envelopes = [
+            (Format::Json, r#"{"message":"upstream unavailable"}"#),
+            (Format::Json, r#"{"status":"ok"}"#),
+            (Format::Json, r#"{"time_get_response":{},"extra":1}"#),
+            (Format::Json, r#"{"time_get_response":"text"}"#),
+            (Format::Json, r#"{"_response":{}}"#),
+            (Format::Json, "{}"),
+            (Format::Json, "[]"),
+            (Format::Json, "<html></html>"),
+            (
+                Format::Xml,
+                r#"<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml">503</html>"#,
+            ),
+            (Format::Xml, "<time_get_response>text</time_get_response>"),
+            (Format::Xml, "upstream unavailable"),
+        ];
+        for (format, body) in not_envelopes {
+            assert!(
+                matches!(read(body, format, false), Err(ReadError::Malformed(_))),
+                "{body}"
+            );
+        }
+        // Simplified, a success has no wrapper: only a failure status can tell it from other
+        // JSON, and the reader has none.
+        let simplified = read(r#"{"status":"ok"}"#, Format::Json, true).unwrap();
+        assert_eq!(simplified.body["status"], "ok");
+    }
+
+    #[test]
+    fn refuses_an_error_response_without_a_non_zero_integer_code() {
+        let without = [
+            (Format::Json, r#"{"error_response":"text"}"#),
+            (Format::Json, r#"{"error_response":{"msg":"x"}}"#),
+            (Format::Json, r#"{"error_response":{"code":0,"msg":"x"}}"#),
+            (Format::Json, r#"{"error_response":{"code":1.5,"msg":"x"}}"#),
+            (Format::Json, r#"{"error_response":{"code":-7,"msg":"x"}}"#),
+            (
+                Format::Json,
+                r#"{"error_response":{"code":true,"msg":"x"}}"#,
+            ),
+            (Format::Json, r#"{"error_response":{"code":7},"extra":1}"#),
+            (Format::Xml, "<error_response>text</error_response>"),
+            (
+                Format::Xml,
+                "<error_response><code>0</code></error_response>",
+            ),
+        ];
+        for (format, body) in without {
+            for simplify in [false, true] {
+                match read(body, format, simplify) {
+                    Err(ReadError::Malformed(why)) => {
+                        assert!(why.contains("error_response"), "{body}: {why}")
+                    }
+                    other => panic!("{body}: {other:?}"),
+                }
+            }
+        }
+        // The code's text form is read too, as Java and Python read it.
+        match read(r#"{"error_response":{"code":"7"}}"#, Format::Json, true) {
+            Err(ReadError::Top { error, .. }) => assert_eq!(error.code, 7),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -54,6 +54,7 @@ mod lenient;
 
 use std::time::Duration;
 
+use reqwest::StatusCode;
 use time::OffsetDateTime;
 use top_protocol::reader::{self, ReadError};
 use top_protocol::{sign, timestamp, Format, ParamSet, SignMethod, TopError};
@@ -72,7 +73,15 @@ pub enum Error {
     /// signature.
     #[error("transport failure")]
     Transport(#[source] reqwest::Error),
-    /// The answer is not a TOP envelope (with the HTTP status when it was not 200).
+    /// The answer is not a TOP envelope (with the HTTP status when it was not 200): its root is
+    /// not one member (XML: element) named `…_response` holding an object or `error_response`;
+    /// an `error_response` has no non-zero integer `code`; or an answer without
+    /// `error_response` came with a status other than 2xx (with `simplify`, any JSON object is
+    /// a success envelope, so the status is what tells a proxy's JSON from one). The message says
+    /// which, and shows the start of the body (200 characters, control characters escaped):
+    /// `unreadable response: HTTP 502 Bad Gateway: not a TOP envelope: …; the body starts:
+    /// {"message":"upstream unavailable"}`. Also a typed answer of [`TopClient::execute`] that
+    /// does not decode into its response type.
     #[error("unreadable response: {0}")]
     Malformed(String),
 }
@@ -250,6 +259,9 @@ impl TopClient {
     }
 
     /// Calls `method` with business `params` (object parameters as JSON strings).
+    ///
+    /// An `error_response` is [`Error::Top`] whatever the HTTP status; a success needs a 2xx
+    /// status; anything else is [`Error::Malformed`].
     pub async fn call<'a>(
         &self,
         method: &str,
@@ -268,7 +280,7 @@ impl TopClient {
             .await?;
         let status = answer.status();
         let raw = answer.text().await?;
-        self.decode(raw).map_err(|e| with_status(e, status))
+        self.decode(raw, status)
     }
 
     /// Sends several calls in one request to `/router/batch` (this client's URL with
@@ -281,6 +293,9 @@ impl TopClient {
     /// client cannot either): there, an error only a whole batch gets (a code of the app key,
     /// version, format, timestamp, signature or body size: 23 to 25, 28 to 34 and 43) is the
     /// outer `Err`, and any other (a session's 26 and 27 included) is the call's.
+    ///
+    /// An answer with a status other than 2xx, or a lone answer that is no TOP envelope, is the
+    /// outer `Err` too: its `error_response`, or [`Error::Malformed`] with the start of the body.
     pub async fn batch(
         &self,
         calls: &[BatchCall<'_>],
@@ -311,18 +326,11 @@ impl TopClient {
             .await?;
         let status = answer.status();
         let raw = answer.text().await?;
-        if !status.is_success() {
-            return Err(with_status(
-                self.decode(raw)
-                    .err()
-                    .unwrap_or_else(|| Error::Malformed(String::new())),
-                status,
-            ));
-        }
         let answers: Vec<&str> = raw.split(BATCH_SEPARATOR).collect();
-        if answers.len() != calls.len() {
-            // One answer for several calls: the batch as a whole was refused.
-            return Err(match self.decode(raw.clone()) {
+        if !status.is_success() || answers.len() != calls.len() {
+            // One answer for the batch as a whole: its refusal, or no TOP answer at all (a
+            // failure status never comes with a success, see `decode`).
+            return Err(match self.decode(raw.clone(), status) {
                 Err(error) => error,
                 Ok(_) => Error::Malformed(format!(
                     "{} answers to {} calls",
@@ -333,9 +341,9 @@ impl TopClient {
         }
         let mut results: Vec<Result<Response, Error>> = answers
             .into_iter()
-            .map(|answer| self.decode(answer.to_string()))
+            .map(|answer| self.decode(answer.to_string(), status))
             .collect();
-        // A lone answer may be the refusal of the batch as a whole (see above).
+        // A lone answer may be the refusal of the batch as a whole (see above), or no TOP answer.
         if results.len() == 1 && results[0].as_ref().is_err_and(refused_whole) {
             if let Some(Err(error)) = results.pop() {
                 return Err(error);
@@ -359,34 +367,69 @@ impl TopClient {
         }
     }
 
-    /// A call's answer: its response object, or its TOP error.
-    fn decode(&self, raw: String) -> Result<Response, Error> {
+    /// A call's answer, which came with HTTP `status`: its response object, or its TOP error.
+    ///
+    /// An `error_response` is the call's TOP error whatever the status. A success counts only
+    /// with a 2xx status (TOP always answers 200): a simplified success is any JSON object
+    /// (§5.2), so the status is all that tells it from a proxy's or a load balancer's JSON.
+    fn decode(&self, raw: String, status: StatusCode) -> Result<Response, Error> {
         match reader::read(&raw, self.format, self.simplify) {
-            Ok(resp) => Ok(Response {
+            Ok(resp) if status.is_success() => Ok(Response {
                 body: resp.body,
                 request_id: resp.request_id,
                 raw,
             }),
+            Ok(_) => Err(malformed(
+                status,
+                "not a TOP envelope: no error_response, and not a 2xx status",
+                &raw,
+            )),
             Err(ReadError::Top { error, request_id }) => Err(Error::Top { error, request_id }),
-            Err(ReadError::Malformed(m)) => Err(Error::Malformed(m)),
+            Err(ReadError::Malformed(why)) => Err(malformed(status, &why, &raw)),
         }
     }
 }
 
-/// Whether `error` is one only a batch as a whole gets: a code of the app key, version, format,
-/// timestamp, signature or body size (a session's 26 and 27 are checked per call).
+/// Whether `error` of a lone answer is the batch's as a whole: a code only a batch gets (the app
+/// key, version, format, timestamp, signature or body size; a session's 26 and 27 are checked
+/// per call), or an answer that is no TOP envelope.
 fn refused_whole(error: &Error) -> bool {
-    matches!(error, Error::Top { error, .. } if matches!(error.code, 23..=25 | 28..=34 | 43))
+    match error {
+        Error::Top { error, .. } => matches!(error.code, 23..=25 | 28..=34 | 43),
+        // No TOP envelope: nothing says the batch was answered at all.
+        Error::Malformed(_) => true,
+        Error::Transport(_) => false,
+    }
 }
 
-/// A body that is no TOP answer, named with the HTTP status it came with when that was not 200
-/// (a proxy's error page, a server failing outside TOP's envelope).
-fn with_status(error: Error, status: reqwest::StatusCode) -> Error {
-    match error {
-        Error::Malformed(m) if status != reqwest::StatusCode::OK => {
-            Error::Malformed(format!("HTTP {status}: {m}"))
+/// How many characters of a body that is no TOP answer its error shows.
+const BODY_START_CHARS: usize = 200;
+
+/// A body that is no TOP answer (a proxy's error page, a server failing outside TOP's
+/// envelope): why, the HTTP status it came with when that was not 200, and the start of the
+/// body, which usually says what answered. Control characters in it are escaped, so that a
+/// page's line breaks or a hostile server's terminal escapes cannot garble where it is shown.
+fn malformed(status: StatusCode, why: &str, body: &str) -> Error {
+    let mut start = String::new();
+    for c in body.chars().take(BODY_START_CHARS) {
+        if c.is_control() {
+            start.extend(c.escape_debug());
+        } else {
+            start.push(c);
         }
-        other => other,
+    }
+    if body.chars().nth(BODY_START_CHARS).is_some() {
+        start.push('…');
+    }
+    let status = if status == StatusCode::OK {
+        String::new()
+    } else {
+        format!("HTTP {status}: ")
+    };
+    if body.is_empty() {
+        Error::Malformed(format!("{status}{why}; the body is empty"))
+    } else {
+        Error::Malformed(format!("{status}{why}; the body starts: {start}"))
     }
 }
 

@@ -1066,6 +1066,95 @@ fn call_exits_3_on_a_top_error_1_without_a_top_answer_and_2_on_a_usage_error() {
     }
 }
 
+/// Starts a server answering every request with `status` (`502 Bad Gateway`), `content_type`
+/// and `body`, as a proxy with no gateway behind it does; returns its `/router/rest` URL.
+fn answering(status: &'static str, content_type: &'static str, body: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let url = format!("http://{}/router/rest", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            // The whole request is read first: answering before it would reset the connection.
+            let mut reader = BufReader::new(&stream);
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                line.clear();
+            }
+            let _ = reader.read_exact(&mut vec![0; length]);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+/// An answer that is no TOP envelope is no TOP answer: exit 1 with the status and the start of
+/// the body, never the body printed as a success (exit 0) or a made-up TOP error (exit 3).
+#[test]
+fn call_exits_1_when_the_answer_is_no_top_envelope() {
+    let s = Scratch::new();
+    let upstream = r#"{"message":"upstream unavailable"}"#;
+    let bad_gateway = answering("502 Bad Gateway", "application/json", upstream);
+    let page = concat!(
+        r#"<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml">"#,
+        "<body>down</body></html>"
+    );
+    let unavailable = answering("503 Service Unavailable", "text/html", page);
+    let no_code = answering("200 OK", "application/json", r#"{"error_response":"text"}"#);
+    let not_top = answering("200 OK", "application/json", r#"{"status":"ok"}"#);
+    let envelope = "not a TOP envelope";
+    for (url, extra, shown) in [
+        (
+            &bad_gateway,
+            None,
+            format!("HTTP 502 Bad Gateway: {envelope}"),
+        ),
+        (
+            &bad_gateway,
+            Some("--simplify"),
+            format!("HTTP 502 Bad Gateway: {envelope}"),
+        ),
+        (
+            &unavailable,
+            Some("--format=xml"),
+            format!("HTTP 503 Service Unavailable: {envelope}"),
+        ),
+        (
+            &no_code,
+            None,
+            format!("{envelope}: error_response without a non-zero integer code"),
+        ),
+        (&not_top, None, format!("unreadable response: {envelope}")),
+    ] {
+        let mut args = vec!["call", "taobao.time.get", "--url", url];
+        args.extend(["--app-key", "k", "--secret", "s"]);
+        args.extend(extra);
+        let out = s.run_plain(&[], &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(stderr.contains("unreadable response: "), "{stderr}");
+        assert!(stderr.contains(&shown), "{stderr}");
+        if url == &bad_gateway {
+            assert!(
+                stderr.contains(&format!("the body starts: {upstream}")),
+                "{stderr}"
+            );
+        }
+    }
+}
+
 #[test]
 fn serve_honours_cli_disable_and_rotate_secret_within_the_cache_time() {
     let s = Scratch::new();
