@@ -2,7 +2,9 @@
 //! reader: `TopClient::builder(url, app_key, secret)`, then [`TopClient::execute`] with a typed
 //! request of [`apis`] or [`TopClient::call`] with any method and parameters. Errors keep TOP's
 //! `code`, `msg`, `sub_code`, `sub_msg` and `request_id` apart from transport failures.
-//! [`TopClient::batch`] sends several calls in one `/router/batch` request.
+//! [`TopClient::batch`] sends several calls in one `/router/batch` request. The URL may be
+//! `http://` or `https://` (real TOP endpoints are HTTPS), spoken with rustls trusting the
+//! bundled Mozilla root certificates (not the system's store).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]

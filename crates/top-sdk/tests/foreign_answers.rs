@@ -2,9 +2,11 @@
 //! for a proxy or a load balancer: a body that is no TOP envelope, or an `error_response`
 //! without a code, is `Error::Malformed` naming the HTTP status and showing the start of the
 //! body, for single calls and batches; an `error_response` is the TOP error whatever the status.
+//! And an `https://` URL is spoken with TLS.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
 
 use top_protocol::Format;
 use top_sdk::{BatchCall, Error, TopClient};
@@ -201,4 +203,36 @@ async fn a_batch_refused_with_a_failure_status_shows_the_start_of_the_body() {
         shown.ends_with(&format!("the body starts: {start}…")),
         "{shown}"
     );
+}
+
+#[tokio::test]
+async fn an_https_url_is_spoken_with_tls() {
+    // A plain TCP listener: it records the first bytes the client sends, then answers plain
+    // HTTP, which no TLS client accepts.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+    let port = listener.local_addr().unwrap().port();
+    let (first_bytes, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("a connection");
+        let mut head = [0u8; 3];
+        let _ = stream.read_exact(&mut head);
+        let _ = first_bytes.send(head);
+        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+    });
+    let client = TopClient::builder(format!("https://127.0.0.1:{port}/router/rest"), "k", "s")
+        .build()
+        .unwrap();
+    let error = client.call("taobao.time.get", []).await.unwrap_err();
+    let mut chain = vec![error.to_string()];
+    let mut cause = std::error::Error::source(&error);
+    while let Some(e) = cause {
+        chain.push(e.to_string());
+        cause = e.source();
+    }
+    let chain = chain.join(": ");
+    assert!(matches!(error, Error::Transport(_)), "{chain}");
+    assert!(!chain.contains("scheme"), "{chain}");
+    // A TLS record of type 22 (handshake), protocol major version 3: a ClientHello.
+    let head = received.recv().expect("the client connected");
+    assert_eq!(head[..2], [0x16, 0x03], "{chain}");
 }
