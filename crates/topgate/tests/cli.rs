@@ -1155,6 +1155,84 @@ fn call_exits_1_when_the_answer_is_no_top_envelope() {
     }
 }
 
+/// `sign` signs as the gateway verifies: an empty `sign_method` is none, so md5, and the gateway
+/// accepts the signature; an unknown one is still noted as refused.
+#[test]
+fn sign_takes_an_empty_sign_method_for_md5_as_the_gateway_does() {
+    use std::io::{Read, Write};
+    let s = Scratch::new();
+    let served = Served::start(&s, &["serve", "--sandbox", "--listen", "127.0.0.1:0"]);
+    let url = url_in(&served.read_until("topgate sandbox listening on")[0]);
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let params = [
+        ("method", "taobao.time.get"),
+        ("app_key", "test"),
+        ("v", "2.0"),
+        ("format", "json"),
+        ("timestamp", timestamp.as_str()),
+        ("sign_method", ""),
+    ];
+    let mut args = vec![
+        "sign".to_string(),
+        "--explain".into(),
+        "--secret".into(),
+        "test".into(),
+    ];
+    for (name, value) in params {
+        args.extend(["--param".into(), format!("{name}={value}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = s.run(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.is_empty(), "no note: {stderr}");
+    assert!(stdout.contains("sign_method: md5"), "{stdout}");
+    let sign = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("sign: "))
+        .unwrap_or_else(|| panic!("a sign: {stdout}"));
+
+    let form: Vec<String> = params
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .chain([format!("sign={sign}")])
+        .collect();
+    let form = form.join("&");
+    let address = url.trim_start_matches("http://").split('/').next().unwrap();
+    let mut stream = std::net::TcpStream::connect(address).expect("connects");
+    write!(
+        stream,
+        "POST /router/rest HTTP/1.1\r\nHost: {address}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("\"time_get_response\""), "{answer}");
+    served.terminate();
+
+    let unknown: Vec<&str> = args
+        .iter()
+        .map(|a| match *a {
+            "sign_method=" => "sign_method=sha1",
+            other => other,
+        })
+        .collect();
+    let out = s.run(&unknown);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the gateway refuses sign_method sha1 (code 25); signed with md5"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn serve_honours_cli_disable_and_rotate_secret_within_the_cache_time() {
     let s = Scratch::new();

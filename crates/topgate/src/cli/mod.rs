@@ -93,8 +93,8 @@ enum Command {
         /// history and the process list).
         #[arg(long, env = "TOPGATE_APP_SECRET", hide_env_values = true)]
         secret: String,
-        /// md5, hmac or hmac-sha256 [default: the `sign_method` parameter's, else md5, as the
-        /// gateway verifies]
+        /// md5, hmac or hmac-sha256 [default: the `sign_method` parameter's when not empty, else
+        /// md5, as the gateway verifies]
         #[arg(long)]
         sign_method: Option<SignMethod>,
         /// A parameter, repeatable.
@@ -624,7 +624,8 @@ async fn run(cli: Cli, database_url_given: bool) -> anyhow::Result<ExitCode> {
             for (k, v) in params {
                 set.insert(k, v);
             }
-            let named = set.get("sign_method");
+            // As the gateway verifies: an empty sign_method is none, so md5.
+            let named = set.get_non_empty("sign_method");
             let sign_method = match (sign_method, named.and_then(SignMethod::from_wire)) {
                 (Some(chosen), _) => {
                     if named.is_some_and(|m| m != chosen.as_wire()) {
