@@ -264,12 +264,19 @@ impl TopClient {
     ///
     /// An `error_response` is [`Error::Top`] whatever the HTTP status; a success needs a 2xx
     /// status; anything else is [`Error::Malformed`].
+    ///
+    /// A parameter named like one the client sets itself (`format`, `simplify`, `session`, …)
+    /// replaces the client's, and the answer is read as the request asked for it: a
+    /// `("simplify", "true")` among the parameters of a client that does not simplify gets an
+    /// unwrapped answer, read as such.
     pub async fn call<'a>(
         &self,
         method: &str,
         params: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Response, Error> {
         let set = self.signed_params(method, params, OffsetDateTime::now_utc());
+        let format = Format::from_param(set.get("format")).unwrap_or(self.format);
+        let simplify = format == Format::Json && set.get("simplify") == Some("true");
         let answer = self
             .http
             .post(&self.url)
@@ -282,7 +289,7 @@ impl TopClient {
             .await?;
         let status = answer.status();
         let raw = answer.text().await?;
-        self.decode(raw, status)
+        decode(raw, status, format, simplify)
     }
 
     /// Sends several calls in one request to `/router/batch` (this client's URL with
@@ -332,18 +339,20 @@ impl TopClient {
         if !status.is_success() || answers.len() != calls.len() {
             // One answer for the batch as a whole: its refusal, or no TOP answer at all (a
             // failure status never comes with a success, see `decode`).
-            return Err(match self.decode(raw.clone(), status) {
-                Err(error) => error,
-                Ok(_) => Error::Malformed(format!(
-                    "{} answers to {} calls",
-                    answers.len(),
-                    calls.len()
-                )),
-            });
+            return Err(
+                match decode(raw.clone(), status, self.format, self.simplify) {
+                    Err(error) => error,
+                    Ok(_) => Error::Malformed(format!(
+                        "{} answers to {} calls",
+                        answers.len(),
+                        calls.len()
+                    )),
+                },
+            );
         }
         let mut results: Vec<Result<Response, Error>> = answers
             .into_iter()
-            .map(|answer| self.decode(answer.to_string(), status))
+            .map(|answer| decode(answer.to_string(), status, self.format, self.simplify))
             .collect();
         // A lone answer may be the refusal of the batch as a whole (see above), or no TOP answer.
         if results.len() == 1 && results[0].as_ref().is_err_and(refused_whole) {
@@ -368,27 +377,33 @@ impl TopClient {
             set.set("session", session.as_str());
         }
     }
+}
 
-    /// A call's answer, which came with HTTP `status`: its response object, or its TOP error.
-    ///
-    /// An `error_response` is the call's TOP error whatever the status. A success counts only
-    /// with a 2xx status (TOP always answers 200): a simplified success is any JSON object
-    /// (§5.2), so the status is all that tells it from a proxy's or a load balancer's JSON.
-    fn decode(&self, raw: String, status: StatusCode) -> Result<Response, Error> {
-        match reader::read(&raw, self.format, self.simplify) {
-            Ok(resp) if status.is_success() => Ok(Response {
-                body: resp.body,
-                request_id: resp.request_id,
-                raw,
-            }),
-            Ok(_) => Err(malformed(
-                status,
-                "not a TOP envelope: no error_response, and not a 2xx status",
-                &raw,
-            )),
-            Err(ReadError::Top { error, request_id }) => Err(Error::Top { error, request_id }),
-            Err(ReadError::Malformed(why)) => Err(malformed(status, &why, &raw)),
-        }
+/// A call's answer in `format` (`simplify`: unwrapped), which came with HTTP `status`: its
+/// response object, or its TOP error.
+///
+/// An `error_response` is the call's TOP error whatever the status. A success counts only with
+/// a 2xx status (TOP always answers 200): a simplified success is any JSON object (§5.2), so the
+/// status is all that tells it from a proxy's or a load balancer's JSON.
+fn decode(
+    raw: String,
+    status: StatusCode,
+    format: Format,
+    simplify: bool,
+) -> Result<Response, Error> {
+    match reader::read(&raw, format, simplify) {
+        Ok(resp) if status.is_success() => Ok(Response {
+            body: resp.body,
+            request_id: resp.request_id,
+            raw,
+        }),
+        Ok(_) => Err(malformed(
+            status,
+            "not a TOP envelope: no error_response, and not a 2xx status",
+            &raw,
+        )),
+        Err(ReadError::Top { error, request_id }) => Err(Error::Top { error, request_id }),
+        Err(ReadError::Malformed(why)) => Err(malformed(status, &why, &raw)),
     }
 }
 

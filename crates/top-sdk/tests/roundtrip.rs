@@ -308,3 +308,30 @@ async fn a_transport_failure_shows_neither_the_session_nor_the_signature() {
         assert!(shown.contains("127.0.0.1:1/router/batch"), "{shown}");
     }
 }
+
+/// A parameter named like one the client sets replaces it, and the answer is read as the
+/// request asked for it: `simplify` or `format` slipped in among the parameters of a client that
+/// asked for neither gives the real answer, not a misread one.
+#[tokio::test]
+async fn system_parameters_among_the_business_ones_are_read_as_sent() {
+    let (url, _dir) = sandbox().await;
+    let client = TopClient::builder(url, "test", "test").build().unwrap();
+    let plain = client.call("taobao.time.get", []).await.unwrap();
+    assert!(plain.body["time"].is_string(), "{}", plain.raw);
+    let simplified = client
+        .call("taobao.time.get", [("simplify", "true")])
+        .await
+        .unwrap();
+    assert!(
+        !simplified.raw.contains("time_get_response"),
+        "{}",
+        simplified.raw
+    );
+    assert!(simplified.body["time"].is_string(), "{}", simplified.raw);
+    let xml = client
+        .call("taobao.time.get", [("format", "xml")])
+        .await
+        .unwrap();
+    assert!(xml.raw.starts_with("<?xml"), "{}", xml.raw);
+    assert!(xml.body["time"].is_string(), "{}", xml.raw);
+}
