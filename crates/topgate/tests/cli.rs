@@ -1055,6 +1055,13 @@ fn call_exits_3_on_a_top_error_1_without_a_top_answer_and_2_on_a_usage_error() {
 
     let out = call(&["taobao.time.get", "--url", &url, "--sign-method", "sha1"]);
     assert_eq!(out.status.code(), Some(2));
+    // A URL that is none, or not http(s), is a usage error too.
+    for bad in ["not a url", "ftp://127.0.0.1/router/rest", "127.0.0.1:8080"] {
+        let out = call(&["taobao.time.get", "--url", bad]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("--url"), "{stderr}");
+    }
     let help = s.ok(&["call", "--help"]);
     for status in [
         "0  the call succeeded",

@@ -292,7 +292,8 @@ struct CallArgs {
     /// A parameter, repeatable; object parameters as JSON text.
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_pair)]
     params: Vec<(String, String)>,
-    #[arg(long, default_value = "http://127.0.0.1:8080/router/rest")]
+    /// The gateway's /router/rest URL (http or https).
+    #[arg(long, default_value = "http://127.0.0.1:8080/router/rest", value_parser = parse_http_url)]
     url: String,
     #[arg(long, default_value = sandbox::APP_KEY)]
     app_key: String,
@@ -354,6 +355,16 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| "expected NAME=VALUE".to_string())
+}
+
+/// An http(s) URL with a host, so that a mistyped one is a usage error (exit 2), not a failed
+/// call (exit 1).
+fn parse_http_url(s: &str) -> Result<String, String> {
+    match reqwest::Url::parse(s) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(s.to_string()),
+        Ok(_) => Err("expected an http:// or https:// URL with a host".into()),
+        Err(e) => Err(format!("not a URL: {e}")),
+    }
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
