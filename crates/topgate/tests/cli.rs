@@ -1605,3 +1605,32 @@ fn admin_changes_and_refused_tokens_are_logged_without_secrets() {
     }
     served.terminate();
 }
+
+/// An empty database URL (an empty variable in an env file, say) or `:memory:` is refused:
+/// SQLite read it as a private database of each connection, so the server answered successes
+/// for changes that its readers never saw and a restart lost.
+#[test]
+fn a_database_url_that_names_no_file_is_refused() {
+    let s = Scratch::new();
+    for (env, args) in [
+        (vec![("TOPGATE_DATABASE_URL", "")], vec!["app", "list"]),
+        (vec![], vec!["--database-url", "", "app", "list"]),
+        (
+            vec![],
+            vec![
+                "--database-url",
+                "sqlite://",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        ),
+        (
+            vec![],
+            vec!["--database-url", "sqlite://:memory:", "app", "list"],
+        ),
+    ] {
+        let stderr = failed_saying(&s.run_plain(&env, &args));
+        assert!(stderr.contains("names no file"), "{args:?}: {stderr}");
+    }
+}

@@ -296,7 +296,18 @@ impl Store {
                 "unsupported database URL scheme {scheme}://: use sqlite://PATH or postgres://…"
             )));
         } else {
-            Arc::new(sqlite::SqliteBackend::open(sqlite::path_from_url(url))?)
+            let path = sqlite::path_from_url(url);
+            // SQLite reads an empty name or `:memory:` as a private database of each
+            // connection, gone at exit: the writer's changes would be invisible to every reader
+            // and lost on restart, behind success answers (an empty TOPGATE_DATABASE_URL, say).
+            if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+                return Err(StoreError::Backend(format!(
+                    "the database URL {url:?} names no file: use sqlite://PATH or postgres://… \
+                     (unset it for the default, {})",
+                    crate::config::DEFAULT_DATABASE_URL
+                )));
+            }
+            Arc::new(sqlite::SqliteBackend::open(path)?)
         };
         Ok(Self { backend })
     }
