@@ -1164,6 +1164,33 @@ async fn a_sink_whose_stream_exists_with_other_subjects_says_what_to_change() {
     let _ = js.delete_stream(&stream).await;
 }
 
+/// A NATS sink's URL may be a comma-separated list of servers (one of them down here): the
+/// events are published through one that answers.
+#[tokio::test]
+async fn a_nats_sink_with_a_list_of_servers_delivers() {
+    let (client, stream, prefix) = jetstream().await;
+    let js = async_nats::jetstream::new(client);
+    let app = spawn_app_with(fast).await;
+    let sink = admin_ok(
+        &app,
+        Method::POST,
+        "/admin/sinks",
+        Some(
+            json!({"kind": "nats", "url": "nats://127.0.0.1:9, nats://127.0.0.1:4222",
+                    "stream": stream, "subject_prefix": prefix}),
+        ),
+    )
+    .await;
+    let sink = sink["id"].as_i64().unwrap();
+    trade_lifecycle(&app, 7701).await;
+    wait_for("the events published through the live server", || async {
+        (deliveries(&app, sink, "delivered").await.len() == 3).then_some(())
+    })
+    .await;
+    assert_eq!(stored_messages(&js, &stream).await, 3);
+    let _ = js.delete_stream(&stream).await;
+}
+
 // ---- SIGKILL of `topgate dispatch` -------------------------------------------------------
 
 struct Dispatcher(Child);

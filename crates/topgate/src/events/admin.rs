@@ -64,8 +64,19 @@ pub struct Redeliver {
     pub from_event_id: Option<i64>,
 }
 
+/// A sink's URL as listings show it ([`redact_url`]); a NATS sink's may be a comma-separated
+/// list, each of whose URLs is shown so.
+fn redact_sink_url(kind: &str, url: &str) -> String {
+    if kind == "nats" {
+        url.split(',').map(redact_url).collect::<Vec<_>>().join(",")
+    } else {
+        redact_url(url)
+    }
+}
+
 /// A URL as listings show it: without `user:password@`, and with the values of its query
-/// string hidden (a receiver's token often rides there): `http://***@host/hook?token=***`.
+/// string hidden (a receiver's token often rides there): `http://***@host/hook?token=***`. A
+/// query item without `=` is hidden whole (`?s3cr3t` → `?***`): it may be a token itself.
 pub fn redact_url(url: &str) -> String {
     let (address, query) = match url.split_once('?') {
         Some((address, query)) => (address, Some(query)),
@@ -87,7 +98,7 @@ pub fn redact_url(url: &str) -> String {
             .split('&')
             .map(|pair| match pair.split_once('=') {
                 Some((name, _)) => format!("{name}=***"),
-                None => pair.to_string(),
+                None => "***".to_string(),
             })
             .collect();
         shown.push('?');
@@ -254,7 +265,7 @@ fn sink_json(tx: &mut dyn Tx, r: &Row) -> Result<Value, StoreError> {
     let mut sink = json!({
         "id": id,
         "kind": r.str(1),
-        "url": redact_url(&r.str(2)),
+        "url": redact_sink_url(&r.str(1), &r.str(2)),
         "event_types": types,
         "enabled": r.bool(5),
         "disabled_reason": r.opt_str(6),
@@ -698,7 +709,7 @@ async fn http_redeliver(
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{redact_sink_url, redact_url};
 
     #[test]
     fn listed_urls_hide_credentials_and_query_values() {
@@ -708,6 +719,18 @@ mod tests {
         );
         assert_eq!(redact_url("https://h/p"), "https://h/p");
         assert_eq!(redact_url("nats://u:p@h:4222"), "nats://***@h:4222");
-        assert_eq!(redact_url("http://h/p?flag"), "http://h/p?flag");
+        assert_eq!(redact_url("http://h/p?s3cr3t"), "http://h/p?***");
+        // Every URL of a NATS list; a webhook's comma is no list separator.
+        assert_eq!(
+            redact_sink_url(
+                "nats",
+                "nats://a:4222,nats://bob:pw@b:4222, tls://tok@c:4222"
+            ),
+            "nats://a:4222,nats://***@b:4222, tls://***@c:4222"
+        );
+        assert_eq!(
+            redact_sink_url("webhook", "http://h/p?a=1,b=2"),
+            "http://h/p?a=***"
+        );
     }
 }

@@ -89,7 +89,8 @@ impl Publisher {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(timeout)
             .request_timeout(Some(timeout))
-            .connect(url)
+            // A list is comma-separated (events.md); async-nats parses a lone string as one URL.
+            .connect(url.split(',').map(str::trim).collect::<Vec<_>>())
             .await
             .map_err(|e| format!("cannot connect to NATS: {e}"))?;
         let mut context = jetstream::new(client);
