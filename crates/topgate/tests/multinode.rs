@@ -351,3 +351,27 @@ async fn nodes_racing_to_create_one_key_answer_the_documented_conflict() {
         assert_eq!(created, 1, "round {round}");
     }
 }
+
+/// A migration that fails stops the command with its cause, not with the aborted transaction's
+/// "current transaction is aborted" that the lock's release met afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_migration_names_its_cause() {
+    let db = fresh_database().await;
+    let mut conn = sqlx::PgConnection::connect(&db).await.expect("connect");
+    sqlx::query("CREATE TABLE users (id INT)")
+        .execute(&mut conn)
+        .await
+        .expect("a table in the way");
+    let out = Command::new(env!("CARGO_BIN_EXE_topgate"))
+        .env_remove("TOPGATE_DATABASE_URL")
+        .env("TOPGATE_LOG", "warn")
+        .args(["--database-url", &db, "app", "list"])
+        .output()
+        .expect("topgate runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(r#"relation "users" already exists"#),
+        "{stderr}"
+    );
+}

@@ -315,11 +315,17 @@ async fn migrate(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         Ok::<_, sqlx::Error>(())
     }
     .await;
-    sqlx::query("SELECT pg_advisory_unlock($1)")
+    if result.is_err() {
+        // A migration that failed leaves its transaction aborted, and the unlock below would
+        // fail with "current transaction is aborted", hiding the cause: end it first.
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    }
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(MIGRATION_LOCK)
         .execute(&mut *conn)
-        .await?;
-    result
+        .await;
+    result?;
+    unlocked.map(|_| ())
 }
 
 /// The first connection, made directly: a pool retries a refused connection until its acquire
