@@ -876,6 +876,7 @@ async fn each_admin_refusal_answers_the_status_and_body_the_readme_gives() {
             "/admin/no/such/path",
             error("not found: no admin path /admin/no/such/path"),
         ),
+        ("/admin", error("not found: no admin path /admin")),
     ] {
         let got = send_raw(authorized(Method::GET, path)).await;
         assert_eq!(got, (404, None, body), "{path}");

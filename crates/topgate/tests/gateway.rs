@@ -2241,7 +2241,11 @@ async fn a_revoked_session_is_refused_with_27() {
     let call = opentrade(&opentrade_example()).session("test-session");
     assert_passed_gateway(&app.send(&call).await);
     let (status, answer) = app
-        .admin(Method::POST, "/admin/sessions/test-session/revoke", None)
+        .admin(
+            Method::POST,
+            "/admin/sessions/revoke",
+            Some(json!({"session_key": "test-session"})),
+        )
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["revoked"], true);
@@ -2258,11 +2262,19 @@ async fn a_revoked_session_is_refused_with_27() {
     .await;
     // Revoking again changes nothing; the expiry stays where the first revocation put it.
     let (status, again) = app
-        .admin(Method::POST, "/admin/sessions/test-session/revoke", None)
+        .admin(
+            Method::POST,
+            "/admin/sessions/revoke",
+            Some(json!({"session_key": "test-session"})),
+        )
         .await;
     assert_eq!((status, &again["expires_at"]), (200, &answer["expires_at"]));
     let (status, answer) = app
-        .admin(Method::POST, "/admin/sessions/no-such-session/revoke", None)
+        .admin(
+            Method::POST,
+            "/admin/sessions/revoke",
+            Some(json!({"session_key": "no-such-session"})),
+        )
         .await;
     assert_eq!(
         (status, answer),

@@ -60,7 +60,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/trades/{tid}/{event}", post(trade_event))
         .route("/admin/right-orders/{id}", get(right_order))
         .route("/admin/right-orders/{id}/{event}", post(right_order_event))
-        .route("/admin/sessions/{key}/revoke", post(revoke_session))
+        .route("/admin/sessions/revoke", post(revoke_session))
         .merge(crate::events::admin::router())
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), guard))
         .with_state(state)
@@ -68,9 +68,17 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// A path under `/admin/` that the API does not have: behind the token like the rest, and a
 /// named error rather than an empty 404 (the server's fallback hands such paths here).
-pub fn no_such_path(state: &AppState, headers: &axum::http::HeaderMap, path: &str) -> Response {
+pub fn no_such_path(
+    state: &AppState,
+    method: &axum::http::Method,
+    headers: &axum::http::HeaderMap,
+    path: &str,
+) -> Response {
     if let Some(denied) = deny(state, headers) {
-        tracing::warn!(%path, "admin request refused: bad or missing token");
+        if denied.status() == StatusCode::UNAUTHORIZED {
+            let status = denied.status().as_u16();
+            tracing::warn!(%method, %path, status, "admin request refused: bad or missing token");
+        }
         return denied;
     }
     let error = json!({"error": format!("not found: no admin path {path}")});
@@ -243,8 +251,10 @@ async fn trade_event(
     .await
 }
 
-async fn revoke_session(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Response {
-    run(&state, move |tx, now| ops::revoke_session(tx, &key, now)).await
+/// The key comes in the body, not the path: paths are logged (the audit trail, proxies'
+/// access logs), and a session key is a credential.
+async fn revoke_session(State(state): State<Arc<AppState>>, body: Json<Value>) -> Response {
+    run(&state, move |tx, now| ops::revoke_session(tx, &body, now)).await
 }
 
 async fn right_order(State(state): State<Arc<AppState>>, Path(id): Path<i64>) -> Response {

@@ -521,11 +521,19 @@ pub fn list_apps(tx: &mut dyn Tx) -> Result<Json, AdminError> {
         .collect::<Vec<_>>()))
 }
 
-/// Revokes a session (`POST /admin/sessions/{key}/revoke`, `topgate session revoke`): calls
-/// with it are refused with code 27 from now on (by other processes within `auth_cache_ms`).
-/// The answer names the app and user, not the key.
-pub fn revoke_session(tx: &mut dyn Tx, key: &str, now_ms: i64) -> Result<Json, AdminError> {
-    let session = apps::revoke_session(tx, key, now_ms)?
+/// Which session `POST /admin/sessions/revoke` ends.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokedSession {
+    session_key: String,
+}
+
+/// Revokes a session (`POST /admin/sessions/revoke {"session_key": …}`, `topgate session
+/// revoke`): calls with it are refused with code 27 from now on (by other processes within
+/// `auth_cache_ms`). The answer names the app and user, not the key.
+pub fn revoke_session(tx: &mut dyn Tx, body: &Json, now_ms: i64) -> Result<Json, AdminError> {
+    let RevokedSession { session_key } = from_json(body)?;
+    let session = apps::revoke_session(tx, &session_key, now_ms)?
         .ok_or_else(|| AdminError::NotFound("no such session".into()))?;
     Ok(json!({
         "revoked": true,

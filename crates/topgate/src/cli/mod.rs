@@ -617,10 +617,8 @@ async fn run(cli: Cli, database_url_given: bool) -> anyhow::Result<ExitCode> {
         }
         Command::Session(SessionCommand::Revoke { session_key }) => {
             let store = open_store()?;
-            let revoked = admin(&store, move |tx| {
-                ops::revoke_session(tx, &session_key, now_ms)
-            })
-            .await?;
+            let body = json!({ "session_key": session_key });
+            let revoked = admin(&store, move |tx| ops::revoke_session(tx, &body, now_ms)).await?;
             print_json(&revoked);
             Ok(ExitCode::SUCCESS)
         }

@@ -141,12 +141,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
 }
 
-/// A path nothing serves: under `/admin/` the admin API's named 404 (behind its token), else an
-/// empty 404.
+/// A path nothing serves: `/admin` or under `/admin/` the admin API's named 404 (behind its
+/// token), else an empty 404.
 fn not_found(state: &AppState, request: &Request) -> Response {
     let path = request.uri().path();
-    if path.starts_with("/admin/") {
-        return crate::admin::no_such_path(state, request.headers(), path);
+    if path == "/admin" || path.starts_with("/admin/") {
+        return crate::admin::no_such_path(state, request.method(), request.headers(), path);
     }
     let mut response = Response::new(Body::empty());
     *response.status_mut() = axum::http::StatusCode::NOT_FOUND;
