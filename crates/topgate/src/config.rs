@@ -84,11 +84,50 @@ impl Settings {
         for (key, value) in env.only(TEXT_SETTINGS).iter() {
             figment = figment.merge(Serialized::default(key.as_str(), value));
         }
-        let settings = figment.extract().map_err(hide_secret_values)?;
+        let settings: Settings = figment.extract().map_err(hide_secret_values)?;
+        settings.check_ranges()?;
         if let Some(file) = file {
             reject_unknown_keys(file)?;
         }
         Ok(settings)
+    }
+
+    /// Values of the right type that no deployment means, refused at start rather than
+    /// refusing every call: a window of -5 s, a body limit of 0 bytes, a read timeout of 0 s.
+    fn check_ranges(&self) -> Result<(), Box<figment::Error>> {
+        let checks = [
+            (
+                "timestamp_window_secs",
+                self.timestamp_window_secs,
+                1,
+                MAX_TIMESTAMP_WINDOW_SECS,
+            ),
+            (
+                "body_limit_bytes",
+                i64::try_from(self.body_limit_bytes).unwrap_or(i64::MAX),
+                MIN_BODY_LIMIT_BYTES,
+                i64::MAX,
+            ),
+            (
+                "read_timeout_secs",
+                i64::try_from(self.read_timeout_secs).unwrap_or(i64::MAX),
+                1,
+                MAX_READ_TIMEOUT_SECS,
+            ),
+        ];
+        for (key, value, least, most) in checks {
+            if !(least..=most).contains(&value) {
+                let range = if most == i64::MAX {
+                    format!("at least {least}")
+                } else {
+                    format!("{least} to {most}")
+                };
+                return Err(Box::new(figment::Error::from(format!(
+                    "the setting `{key}` must be {range}, not {value}"
+                ))));
+            }
+        }
+        Ok(())
     }
 
     pub fn database_url(&self, sandbox: bool) -> String {
@@ -101,6 +140,13 @@ impl Settings {
         })
     }
 }
+
+/// A timestamp may be a year off at most: past that no clock check is left.
+const MAX_TIMESTAMP_WINDOW_SECS: i64 = 365 * 24 * 3600;
+/// The smallest body limit: a signed call's system parameters alone take a few hundred bytes.
+const MIN_BODY_LIMIT_BYTES: i64 = 1024;
+/// A day: longer, and a client that never finishes its request holds a connection for ever.
+const MAX_READ_TIMEOUT_SECS: i64 = 24 * 3600;
 
 /// Settings that are text whatever they look like. figment's `Env` reads `123456` as a number
 /// and `true` as a boolean, and a token or key of that shape then failed every command, with
@@ -178,6 +224,29 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("topgate.toml"), "{err}");
+    }
+
+    #[test]
+    fn values_no_deployment_means_are_refused_naming_the_setting() {
+        for (text, error) in [
+            (
+                "timestamp_window_secs = -5",
+                "the setting `timestamp_window_secs` must be 1 to 31536000, not -5",
+            ),
+            (
+                "body_limit_bytes = 0",
+                "the setting `body_limit_bytes` must be at least 1024, not 0",
+            ),
+            (
+                "read_timeout_secs = 0",
+                "the setting `read_timeout_secs` must be 1 to 86400, not 0",
+            ),
+        ] {
+            let err = load_text(text).expect_err(text).to_string();
+            assert!(err.contains(error), "{err}");
+        }
+        let edge = load_text("timestamp_window_secs = 1\nbody_limit_bytes = 1024\n");
+        assert!(edge.is_ok(), "{edge:?}");
     }
 
     #[test]
