@@ -1634,3 +1634,24 @@ fn a_database_url_that_names_no_file_is_refused() {
         assert!(stderr.contains("names no file"), "{args:?}: {stderr}");
     }
 }
+
+/// A database migrated by a newer topgate is not opened by an older one (say, after a
+/// rollback of the binary): the command stops, saying so.
+#[test]
+fn a_database_from_a_newer_topgate_is_not_opened() {
+    let s = Scratch::new();
+    s.ok(&["app", "list"]);
+    let file = s.path().join("x.db");
+    let conn = rusqlite::Connection::open(&file).expect("the database");
+    conn.execute(
+        "INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)",
+        [],
+    )
+    .expect("a newer migration");
+    drop(conn);
+    let stderr = failed_saying(&s.run(&["app", "list"]));
+    assert!(
+        stderr.contains("schema is at version 999, from a newer topgate"),
+        "{stderr}"
+    );
+}

@@ -375,3 +375,30 @@ async fn a_failed_migration_names_its_cause() {
         "{stderr}"
     );
 }
+
+/// A database migrated by a newer topgate is not opened by an older one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_from_a_newer_topgate_is_not_opened() {
+    let db = fresh_database().await;
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_topgate"))
+            .env_remove("TOPGATE_DATABASE_URL")
+            .env("TOPGATE_LOG", "warn")
+            .args(["--database-url", &db, "app", "list"])
+            .output()
+            .expect("topgate runs")
+    };
+    assert!(run().status.success());
+    let mut conn = sqlx::PgConnection::connect(&db).await.expect("connect");
+    sqlx::query("INSERT INTO schema_migrations VALUES (999, 0)")
+        .execute(&mut conn)
+        .await
+        .expect("a newer migration");
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("schema is at version 999, from a newer topgate"),
+        "{stderr}"
+    );
+}

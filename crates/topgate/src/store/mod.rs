@@ -143,6 +143,15 @@ pub enum StoreError {
     Aborted(String),
 }
 
+/// Why a database migrated by a newer topgate is not opened: the older binary would write rows
+/// the newer schema's rules may not expect, and nothing migrates a database down.
+fn newer_schema(found: i64, known: i64) -> String {
+    format!(
+        "this database's schema is at version {found}, from a newer topgate; this one knows \
+         versions up to {known}: run the newer binary (a database is never migrated down)"
+    )
+}
+
 /// A transaction, as seen by business code.
 pub trait Tx {
     /// Runs a statement; returns the number of rows changed.

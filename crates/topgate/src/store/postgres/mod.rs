@@ -278,6 +278,19 @@ impl Tx for PgTx<'_> {
     }
 }
 
+/// The newest migration the database has had (0 for a new one).
+async fn newest_migration(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        return Ok(0);
+    }
+    sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        .fetch_one(&mut *conn)
+        .await
+}
+
 async fn migrate(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(MIGRATION_LOCK)
@@ -367,6 +380,17 @@ impl PgBackend {
             s.spawn(|| {
                 handle.block_on(async {
                     let mut conn = connect(&options).await?;
+                    let newest = newest_migration(&mut conn)
+                        .await
+                        .map_err(|e| format!("cannot open {}: {e}", redact(url)))?;
+                    let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+                    if newest > known {
+                        return Err(format!(
+                            "cannot open {}: {}",
+                            redact(url),
+                            super::newer_schema(newest, known)
+                        ));
+                    }
                     migrate(&mut conn)
                         .await
                         .map_err(|e| format!("cannot open {}: {e}", redact(url)))?;

@@ -267,6 +267,17 @@ fn apply_migrations(conn: &Connection, migrations: &[(i64, &str)]) -> Result<(),
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )
     .map_err(map_err)?;
+    let newest: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(map_err)?;
+    let known = migrations.last().map_or(0, |(version, _)| *version);
+    if newest > known {
+        return Err(StoreError::Backend(super::newer_schema(newest, known)));
+    }
     for (version, sql) in migrations {
         // Rolled back when dropped without a commit (a failed migration).
         let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
