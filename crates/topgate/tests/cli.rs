@@ -1655,3 +1655,26 @@ fn a_database_from_a_newer_topgate_is_not_opened() {
         "{stderr}"
     );
 }
+
+/// A misspelt log setting is named on stderr, and the command goes on with the default.
+#[test]
+fn misspelt_log_settings_are_named_not_ignored() {
+    let s = Scratch::new();
+    let out = s.run_plain(
+        &[
+            ("TOPGATE_LOG", "topgate=loud"),
+            ("TOPGATE_LOG_FORMAT", "jsn"),
+        ],
+        &["sign", "--secret", "x", "--param", "a=b"],
+    );
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("note: TOPGATE_LOG is not a log filter"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(r#"note: TOPGATE_LOG_FORMAT is json or text, not "jsn""#),
+        "{stderr}"
+    );
+}

@@ -395,8 +395,22 @@ pub fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let database_url_given = matches.value_source("database_url") == Some(ValueSource::CommandLine);
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TOPGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A misspelt value must not silently log otherwise than asked: say so, then go on with the
+    // default (a log setting is no reason to refuse to start).
+    let filter = match tracing_subscriber::EnvFilter::try_from_env("TOPGATE_LOG") {
+        Ok(filter) => filter,
+        Err(e) => {
+            if std::env::var_os("TOPGATE_LOG").is_some() {
+                eprintln!("note: TOPGATE_LOG is not a log filter ({e}); logging at info");
+            }
+            tracing_subscriber::EnvFilter::new("info")
+        }
+    };
+    let log_format = std::env::var("TOPGATE_LOG_FORMAT").unwrap_or_default();
+    let json_log = log_format.eq_ignore_ascii_case("json");
+    if !json_log && !log_format.is_empty() && !log_format.eq_ignore_ascii_case("text") {
+        eprintln!("note: TOPGATE_LOG_FORMAT is json or text, not {log_format:?}; logging text");
+    }
     // One line per call with request_id, app_key, method, code and latency: with
     // TOPGATE_LOG_FORMAT=json these lines are the machine-readable audit trail of the gateway.
     // Colours only on a terminal: in a file or a log collector the escape codes are noise,
@@ -405,7 +419,7 @@ pub fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    if std::env::var("TOPGATE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+    if json_log {
         builder.json().with_current_span(true).init();
     } else {
         builder.init();
