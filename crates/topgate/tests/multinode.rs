@@ -402,3 +402,43 @@ async fn a_database_from_a_newer_topgate_is_not_opened() {
         "{stderr}"
     );
 }
+
+/// `/readyz` tells a load balancer whether the node's database answers: 200 while it does,
+/// 503 once it is gone, while `/healthz` (liveness) still answers `ok`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readyz_is_503_once_the_database_is_gone() {
+    let db = fresh_database().await;
+    let node = spawn_app_with({
+        let db = db.clone();
+        move |s: &mut topgate::config::Settings| s.database_url = Some(db)
+    })
+    .await;
+    let get = |path: &'static str| {
+        let (http, base) = (node.http.clone(), node.base.clone());
+        async move {
+            let response = http
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .expect("sent");
+            (
+                response.status().as_u16(),
+                response.text().await.expect("body"),
+            )
+        }
+    };
+    assert_eq!(get("/readyz").await, (200, "ready".to_string()));
+    let name = db.rsplit('/').next().unwrap().to_string();
+    let admin = std::env::var("TOPGATE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect");
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .expect("drop the node's database");
+    assert_eq!(
+        get("/readyz").await,
+        (503, "database unavailable".to_string())
+    );
+    assert_eq!(get("/healthz").await, (200, "ok".to_string()));
+}
