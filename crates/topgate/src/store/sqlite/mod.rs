@@ -225,7 +225,32 @@ fn configure_library() {
 
 fn connect(path: &Path, cache_kib: i64) -> Result<Connection, StoreError> {
     configure_library();
-    configure(Connection::open(path).map_err(map_err)?, cache_kib)
+    retry_while_busy(|| configure(Connection::open(path).map_err(map_err)?, cache_kib))
+}
+
+/// How long opening a database keeps retrying while another process holds it.
+const OPEN_BUSY_LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs `open` again while it fails with `SQLITE_BUSY`, for up to [`OPEN_BUSY_LIMIT`].
+///
+/// The busy timeout does not cover every lock SQLite meets while a file is opened: where waiting
+/// could deadlock (a statement whose read must become a write, as `CREATE TABLE IF NOT EXISTS`
+/// does, or a WAL recovery) it answers `SQLITE_BUSY` at once. Several processes opening a new
+/// file together under load (a server and CLI commands started by one script) met that; each
+/// attempt starts over on a fresh connection, so nothing half-done is kept. SQLite's text for
+/// the code is fixed ("database is locked"), and only `map_err` produces these messages.
+fn retry_while_busy<T>(open: impl Fn() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let deadline = Instant::now() + OPEN_BUSY_LIMIT;
+    loop {
+        match open() {
+            Err(StoreError::Backend(msg))
+                if msg.contains("database is locked") && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5 + rand::random::<u64>() % 20));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The writer's connection: its WAL writes go through [`wal_vfs`], which hands each batch's
@@ -307,8 +332,11 @@ impl SqliteBackend {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Backend(format!("cannot create {dir:?}: {e}")))?;
         }
-        let writer_conn = connect_writer(&path)?;
-        migrate(&writer_conn)?;
+        let writer_conn = retry_while_busy(|| {
+            let conn = connect_writer(&path)?;
+            migrate(&conn)?;
+            Ok(conn)
+        })?;
         writer_conn
             .execute_batch(&format!(
                 "PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES};"
@@ -744,6 +772,42 @@ mod tests {
 
     use super::*;
     use crate::store::WriteWork;
+
+    /// SQLite's own `SQLITE_BUSY` (a write transaction of another connection while this one
+    /// begins one with the busy handler off) is retried until the other lets go; any other
+    /// failure is returned at once.
+    #[test]
+    fn opening_retries_a_busy_database_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("busy.db");
+        let holder = connect(&path, 1024).expect("first connection");
+        holder.execute_batch("BEGIN IMMEDIATE").expect("write lock");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            holder.execute_batch("COMMIT").expect("released");
+        });
+        let attempts = std::cell::Cell::new(0);
+        let started = Instant::now();
+        retry_while_busy(|| {
+            attempts.set(attempts.get() + 1);
+            let conn = Connection::open(&path).map_err(map_err)?;
+            conn.busy_timeout(Duration::ZERO).map_err(map_err)?;
+            conn.execute_batch("BEGIN IMMEDIATE; COMMIT")
+                .map_err(map_err)
+        })
+        .expect("opened once the lock is released");
+        assert!(attempts.get() > 1, "the first attempt met the lock");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        release.join().expect("holder thread");
+
+        let attempts = std::cell::Cell::new(0);
+        let refused: Result<(), StoreError> = retry_while_busy(|| {
+            attempts.set(attempts.get() + 1);
+            Err(StoreError::Backend("no such table: x".into()))
+        });
+        assert!(refused.is_err());
+        assert_eq!(attempts.get(), 1);
+    }
 
     /// How a test job ends after inserting its value.
     #[derive(Clone, Copy, PartialEq, Eq, Debug)]
